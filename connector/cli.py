@@ -1,0 +1,107 @@
+"""The `trial-connector` command line: global options, logging, and lazy sub-command loading.
+
+Each sub-command lives in `connector/commands/<name>.py`; loading them lazily keeps
+`trial-connector --help` fast and lets one command's heavy imports not slow the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from connector import __version__
+from connector.config import Config, load_config
+from connector.errors import EXIT_DATA, ConnectorError
+
+# command name -> "module:attribute"
+COMMANDS: dict[str, str] = {
+    "fetch": "connector.commands.fetch:fetch",
+    "servers": "connector.commands.servers:servers",
+    "screen": "connector.commands.screen:screen",
+    "run": "connector.commands.run:run",
+    "results": "connector.commands.results:results",
+    "history": "connector.commands.history:history",
+    "registry": "connector.commands.registry:registry",
+}
+
+
+@dataclass
+class AppContext:
+    """Shared state handed to every sub-command through click's context."""
+
+    config_path: Path | None = None
+    verbosity: int = 0
+    _config: Config | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported only when used (or listed)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMANDS if self._available(name))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None or not self._available(cmd_name):
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    @staticmethod
+    def _available(name: str) -> bool:
+        return importlib.util.find_spec(COMMANDS[name].split(":")[0]) is not None
+
+
+def setup_logging(verbosity: int) -> None:
+    """Logs go to stderr so stdout stays machine-readable (json/csv output)."""
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbosity < 3:  # urllib3 logs full URLs with query strings; keep them for -vvv only
+        logging.getLogger("urllib3").setLevel(max(level, logging.INFO))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="TOML config file (default: ./trial-connector.toml if present).")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug). Never PHI.")
+@click.version_option(__version__, prog_name="trial-connector")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+    """Find and explain clinical-trial pre-screen candidates in FHIR R4 data.
+
+    A pre-screen is not an enrolment decision: it lists candidates, with evidence,
+    for a person to review.
+    """
+    setup_logging(verbose)
+    ctx.obj = AppContext(config_path=config_path, verbosity=verbose)
+
+
+def main() -> None:
+    """Entry point: ConnectorErrors become one clear line on stderr and their exit code.
+
+    A command may return an int: it becomes the process exit code (0 done, 3 partial, ...).
+    """
+    try:
+        rc = cli.main(standalone_mode=False)
+    except ConnectorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_DATA)
+    sys.exit(rc if isinstance(rc, int) else 0)

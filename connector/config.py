@@ -1,0 +1,169 @@
+"""Configuration: one TOML file (`--config`, default `./trial-connector.toml`) plus environment
+variables for secrets, so that a config file can be shared without leaking credentials.
+
+Example::
+
+    [servers.hospital]
+    url = "https://fhir.example.org/r4"
+    timeout = 30          # seconds, per request
+    page_size = 200       # _count
+    verify_tls = true     # default; false only when the user says so
+    ca_bundle = "/etc/ssl/hospital-ca.pem"
+    max_retries = 5
+    retry_after_cap = 120 # seconds: longest Retry-After we will sleep
+    concurrency = 4
+
+    [servers.hospital.auth]
+    type = "smart"        # none | basic | bearer | smart
+    client_id = "connector"
+    private_key_file = "/etc/trial-connector/key.pem"   # or jwks_file
+    # private_key_env = "HOSPITAL_KEY"                  # PEM text from the environment
+    algorithm = "RS384"   # or ES384
+    scope = "system/Patient.rs system/Observation.rs"
+    # token_url = "..."   # else discovered at [base]/.well-known/smart-configuration
+    # basic: username + password_env;  bearer: token_env
+
+    [store]
+    url = "trial-connector.db"   # or postgresql://...
+
+    [registry]
+    api_url = "https://clinicaltrials.gov/api/v2"
+    requests_per_minute = 50
+
+    [site]
+    country = "US"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connector.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("trial-connector.toml")
+DEFAULT_CTGOV_API = "https://clinicaltrials.gov/api/v2"
+
+
+@dataclass
+class AuthConfig:
+    """How to authenticate to one server. Secrets are read from the environment by name."""
+
+    type: str = "none"  # none | basic | bearer | smart
+    username: str | None = None
+    password_env: str | None = None
+    token_env: str | None = None
+    client_id: str | None = None
+    private_key_file: str | None = None
+    private_key_env: str | None = None
+    jwks_file: str | None = None
+    key_id: str | None = None
+    algorithm: str = "RS384"
+    scope: str = "system/*.rs"
+    token_url: str | None = None
+
+    def secret(self, env_name: str | None) -> str | None:
+        """Read a secret from the environment; raises naming the variable, never its value."""
+        if not env_name:
+            return None
+        value = os.environ.get(env_name)
+        if value is None:
+            raise ConfigError(f"environment variable {env_name} is not set (needed for {self.type} auth)")
+        return value
+
+
+@dataclass
+class ServerConfig:
+    """One named FHIR server."""
+
+    name: str
+    url: str
+    timeout: float = 30.0
+    page_size: int = 200
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    max_retries: int = 5
+    retry_after_cap: float = 120.0
+    concurrency: int = 4
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+    @property
+    def verify(self) -> bool | str:
+        """The value for requests' `verify=`: a CA bundle path, or the on/off switch."""
+        if not self.verify_tls:
+            return False
+        return self.ca_bundle or True
+
+
+@dataclass
+class Config:
+    servers: dict[str, ServerConfig] = field(default_factory=dict)
+    store_url: str | None = None
+    registry_api_url: str = DEFAULT_CTGOV_API
+    registry_requests_per_minute: float = 50.0
+    site_country: str = "US"
+    path: Path | None = None
+
+    def server(self, url_or_name: str) -> ServerConfig:
+        """A configured server by name, or an ad-hoc one for a bare URL (default settings)."""
+        if url_or_name in self.servers:
+            return self.servers[url_or_name]
+        if url_or_name.startswith(("http://", "https://")):
+            return ServerConfig(name=url_or_name, url=url_or_name.rstrip("/"))
+        known = ", ".join(sorted(self.servers)) or "none configured"
+        raise ConfigError(f"unknown FHIR server {url_or_name!r} (known: {known}); give a URL or a configured name")
+
+
+def _build(cls: type, data: dict[str, Any], where: str, **extra: Any) -> Any:
+    allowed = set(cls.__dataclass_fields__) - set(extra)
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    try:
+        return cls(**data, **extra)
+    except TypeError as exc:  # pragma: no cover - guarded by the check above
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read the TOML config. A missing default file gives the defaults; a missing named file is an error."""
+    explicit = path is not None
+    cfg_path = Path(path) if explicit else DEFAULT_CONFIG_PATH
+    if not cfg_path.exists():
+        if explicit:
+            raise ConfigError(f"config file {cfg_path} not found")
+        return _apply_env(Config())
+    try:
+        raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{cfg_path}: invalid TOML: {exc}") from None
+    config = Config(path=cfg_path)
+    for name, server in (raw.get("servers") or {}).items():
+        server = dict(server)
+        auth = _build(AuthConfig, dict(server.pop("auth", {}) or {}), f"{cfg_path}: [servers.{name}.auth]")
+        if "url" not in server:
+            raise ConfigError(f"{cfg_path}: [servers.{name}] needs a url")
+        server["url"] = str(server["url"]).rstrip("/")
+        config.servers[name] = _build(ServerConfig, server, f"{cfg_path}: [servers.{name}]", name=name, auth=auth)
+    store = raw.get("store") or {}
+    config.store_url = store.get("url")
+    registry = raw.get("registry") or {}
+    config.registry_api_url = str(registry.get("api_url", DEFAULT_CTGOV_API)).rstrip("/")
+    config.registry_requests_per_minute = float(registry.get("requests_per_minute", 50))
+    config.site_country = str((raw.get("site") or {}).get("country", "US"))
+    return _apply_env(config)
+
+
+def _apply_env(config: Config) -> Config:
+    """Environment overrides that scheduled jobs use instead of editing the file."""
+    if os.environ.get("CTGOV_API_URL"):
+        config.registry_api_url = os.environ["CTGOV_API_URL"].rstrip("/")
+    return config
+
+
+def resolve_store_url(cli_value: str | None, config: Config) -> str:
+    """`--db`, else env TRIAL_CONNECTOR_DB, else `[store] url`, else ./trial-connector.db."""
+    return cli_value or os.environ.get("TRIAL_CONNECTOR_DB") or config.store_url or "trial-connector.db"

@@ -1,0 +1,110 @@
+"""The small internal model of the clinical facts that eligibility criteria read.
+
+Sources (FHIR REST, Bulk NDJSON, local files) turn raw resources into these facts once;
+the criteria engine reads only these. Keeping them small and plain (no full FHIR model)
+is what makes screening a large population cheap: only what the criteria need is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+
+@dataclass(frozen=True)
+class Coding:
+    """One code from a CodeableConcept (system may be absent in local EHR codes)."""
+
+    system: str | None
+    code: str | None
+    display: str | None = None
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A measured amount; `unit` is the UCUM code when the resource gave one, else its text unit."""
+
+    value: float
+    unit: str | None
+    is_ucum: bool = False
+    comparator: str | None = None  # "<", "<=", ">=", ">" as sent for values beyond a lab's range
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where a fact came from: the evidence reference shown to reviewers."""
+
+    resource_type: str
+    id: str
+    version: str | None = None
+
+    @property
+    def reference(self) -> str:
+        base = f"{self.resource_type}/{self.id}"
+        return f"{base}/_history/{self.version}" if self.version else base
+
+
+@dataclass(frozen=True)
+class ObservationFact:
+    source: SourceRef
+    status: str | None
+    codes: tuple[Coding, ...]
+    effective: date | None
+    quantity: Quantity | None = None
+    value_codes: tuple[Coding, ...] = ()
+    value_text: str | None = None
+    reference_high: Quantity | None = None
+    reference_low: Quantity | None = None
+
+
+@dataclass(frozen=True)
+class ConditionFact:
+    source: SourceRef
+    codes: tuple[Coding, ...]
+    clinical_status: str | None
+    verification_status: str | None
+    onset: date | None
+    recorded: date | None
+    text: str | None = None
+    body_sites: tuple[Coding, ...] = ()
+
+
+@dataclass(frozen=True)
+class MedicationFact:
+    """One medication event from MedicationStatement, MedicationRequest or MedicationAdministration.
+
+    `kind` says which: the engine counts administrations from MedicationAdministration (or
+    statements/requests when that is all an EHR offers).
+    """
+
+    source: SourceRef
+    kind: str  # "statement" | "request" | "administration"
+    status: str | None
+    codes: tuple[Coding, ...]
+    names: tuple[str, ...]  # text and displays, for case-insensitive name matching
+    effective: date | None
+    dose: Quantity | None = None
+
+
+@dataclass
+class PatientFacts:
+    """Everything known about one patient that the criteria can read.
+
+    `errors` lists resources that could not be read (reference and reason, never PHI values);
+    they are reported with the patient's result and the rest of the data still counts.
+    """
+
+    patient_id: str
+    birth_date: date | None = None
+    gender: str | None = None
+    source: SourceRef | None = None
+    observations: list[ObservationFact] = field(default_factory=list)
+    conditions: list[ConditionFact] = field(default_factory=list)
+    medications: list[MedicationFact] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    deceased: bool = False
+    last_updated: str | None = None  # newest meta.lastUpdated seen: the data version
+
+    @property
+    def reference(self) -> str:
+        return f"Patient/{self.patient_id}"
