@@ -37,3 +37,7 @@ class LockedError(ConnectorError):
     """Another scheduled run holds the lock."""
 
     exit_code = EXIT_LOCKED
+
+
+class StoreError(ConnectorError):
+    """The results store cannot be opened or used (bad path, newer schema, SQL failure)."""
