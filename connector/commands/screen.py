@@ -1,0 +1,114 @@
+"""`trial-connector screen`: pre-screen patients of one source against one trial, now.
+
+Local sources (files) are screened whole by default; a FHIR server needs `--patient` (whole
+populations are the scheduled run's job). A patient whose data cannot be read is reported on
+stderr by id and the others are still screened: exit 3 then, 0 when all went well, 1 for
+usage or mapping errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import date
+from pathlib import Path
+
+import click
+
+from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError, MappingError
+from connector.evaluation import evaluate_patient
+from connector.mapping import criteria_text_of, data_needs, find_mapping, hash_mismatch_warning, load_mapping
+from connector.mapping.loader import REPO_ROOT, display_name
+from connector.mapping.model import Mapping
+from connector.results import ScreenReport
+
+log = logging.getLogger(__name__)
+NCT_PATTERN = re.compile(r"^NCT\d{8}$")
+
+
+def default_trial_record(trial: str) -> Path | None:
+    """The bundled registry record `examples/ctgov/<NCT>.json` (working directory, then repo)."""
+    for base in (Path.cwd(), REPO_ROOT):
+        candidate = base / "examples" / "ctgov" / f"{trial}.json"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def criteria_hash_warning(mapping: Mapping, mapping_name: str, record_path: Path) -> str | None:
+    """A warning when the mapping was written from other criteria text than the record's."""
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"cannot read trial record {record_path}: {exc.__class__.__name__}; criteria hash not checked"
+    text = criteria_text_of(record) if isinstance(record, dict) else None
+    if text is None:
+        return f"trial record {record_path} has no eligibilityCriteria; criteria hash not checked"
+    return hash_mismatch_warning(mapping.criteria_hash, mapping_name, text, str(record_path))
+
+
+@click.command()
+@click.option("--trial", required=True, help="NCT id, e.g. NCT05773274.")
+@click.option("--source", "source_arg", required=True,
+              help="FHIR base URL, configured server name, or a local path (Bundles, resources, NDJSON).")
+@click.option("--patient", "patient_ids", multiple=True, help="Patient id to screen (repeatable).")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Screening date YYYY-MM-DD (default: today).")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--mapping", "mapping_path", type=click.Path(path_type=Path), default=None,
+              help="Mapping file (default: mappings/<NCT>.yaml).")
+@click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country, US).")
+@click.option("--trial-record", type=click.Path(path_type=Path), default=None,
+              help="CT.gov API v2 record to check the mapping's criteria hash against.")
+@click.pass_obj
+def screen(obj, trial: str, source_arg: str, patient_ids: tuple[str, ...], as_of, output_format: str,
+           mapping_path: Path | None, site_country: str | None, trial_record: Path | None) -> int:
+    """Pre-screen patients for one trial: each criterion met / not met / unknown, with evidence."""
+    from connector.sources import open_source  # the source layer pulls in HTTP only when needed
+
+    trial = trial.strip().upper()
+    if not NCT_PATTERN.match(trial):
+        raise ConnectorError(f"--trial {trial!r} is not an NCT id (NCT followed by 8 digits)")
+    screening_date: date = as_of.date() if as_of else date.today()
+    path = find_mapping(trial, mapping_path)
+    mapping = load_mapping(path)
+    name = display_name(path)
+    if mapping.trial != trial:
+        raise MappingError(f"{name}: maps {mapping.trial}, not {trial}")
+    record = trial_record or default_trial_record(trial)
+    if record is not None:
+        warning = criteria_hash_warning(mapping, name, record)
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
+
+    config = obj.config
+    country = (site_country or config.site_country or "US").upper()
+    source = open_source(source_arg, config)
+    if not source.is_local and not patient_ids:
+        raise ConnectorError(f"{source.describe()}: give --patient ID (whole server populations are screened "
+                             "by the scheduled run, not by screen)")
+
+    report = ScreenReport(trial, name, mapping.criteria_hash, screening_date)
+    failed = 0
+    needs = data_needs(mapping, screening_date)
+    for patient_id, item in source.iter_facts(needs, list(patient_ids) or None):
+        if isinstance(item, ConnectorError):
+            failed += 1
+            click.echo(f"error: Patient/{patient_id}: {item}", err=True)
+            continue
+        report.patients.append(evaluate_patient(mapping, item, screening_date, country))
+    if source.errors:
+        click.echo(f"warning: {len(source.errors)} problem(s) reading {source.describe()}; "
+                   "data in them was not screened", err=True)
+    log.info("screened %d patient(s) for %s, %d failed", len(report.patients), trial, failed)
+
+    if output_format == "json":
+        from connector.report.json_out import render_json
+
+        click.echo(render_json(report))
+    else:
+        from connector.report.table import render_table
+
+        click.echo(render_table(report, mapping))
+    return EXIT_PARTIAL if failed or source.errors else EXIT_OK

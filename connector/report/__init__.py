@@ -1,0 +1,1 @@
+"""Human- and machine-readable renderings of a ScreenReport."""
