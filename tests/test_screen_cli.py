@@ -36,6 +36,12 @@ def expected_rows() -> dict[str, dict[str, str]]:
 EXPECTED = expected_rows()
 
 
+@pytest.fixture(autouse=True)
+def no_store_in_cwd(monkeypatch, tmp_path):
+    """Screen reads a synced registry record from the store when one exists: keep tests off ./."""
+    monkeypatch.setenv("TRIAL_CONNECTOR_DB", str(tmp_path / "absent.db"))
+
+
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """Run the real entry point (main) and return (exit code, stdout, stderr)."""
     monkeypatch.setattr(sys, "argv", ["trial-connector", *args])
@@ -173,6 +179,24 @@ def test_criteria_hash_warning(monkeypatch, capsys, tmp_path):
     code, report, err = screen_json(monkeypatch, capsys, "--patient", "net01", "--trial-record", str(changed))
     assert code == 0 and report["patients"][0]["status"] == "candidate"
     assert err.startswith("warning: mapping ") and "review the mapping" in err and str(changed) in err
+
+
+def test_criteria_hash_checked_against_the_record_synced_in_the_store(monkeypatch, capsys, tmp_path):
+    db = tmp_path / "store.db"
+    record = json.loads((ROOT / "examples" / "ctgov" / "NCT05773274.json").read_text(encoding="utf-8"))
+    code, _, err = run_cli(monkeypatch, capsys, "registry", "import", "--db", str(db),
+                           str(ROOT / "examples" / "ctgov" / "NCT05773274.json"))
+    assert code == 0, err
+    code, _, err = screen_json(monkeypatch, capsys, "--patient", "net01", "--db", str(db))
+    assert code == 0 and "warning" not in err  # the mapping matches the synced text
+    record["protocolSection"]["eligibilityModule"]["eligibilityCriteria"] += "\n* A new criterion"
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(record), encoding="utf-8")
+    code, _, err = run_cli(monkeypatch, capsys, "registry", "import", "--db", str(db), str(changed))
+    assert code == 0, err
+    code, report, err = screen_json(monkeypatch, capsys, "--patient", "net01", "--db", str(db))
+    assert code == 0 and report["patients"][0]["status"] == "candidate"
+    assert err.startswith("warning: mapping ") and "synced in the store" in err
 
 
 def test_usage_and_mapping_errors_exit_1_with_one_line(monkeypatch, capsys, tmp_path):

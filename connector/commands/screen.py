@@ -8,7 +8,6 @@ usage or mapping errors.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from datetime import date
@@ -18,34 +17,14 @@ import click
 
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError, MappingError
 from connector.evaluation import evaluate_patient
-from connector.mapping import criteria_text_of, data_needs, find_mapping, hash_mismatch_warning, load_mapping
-from connector.mapping.loader import REPO_ROOT, display_name
-from connector.mapping.model import Mapping
+from connector.commands.options import command_config, db_option, store_url
+from connector.mapping import data_needs, find_mapping, load_mapping
+from connector.mapping.loader import display_name
 from connector.results import ScreenReport
+from connector.trial_record import criteria_hash_warning
 
 log = logging.getLogger(__name__)
 NCT_PATTERN = re.compile(r"^NCT\d{8}$")
-
-
-def default_trial_record(trial: str) -> Path | None:
-    """The bundled registry record `examples/ctgov/<NCT>.json` (working directory, then repo)."""
-    for base in (Path.cwd(), REPO_ROOT):
-        candidate = base / "examples" / "ctgov" / f"{trial}.json"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def criteria_hash_warning(mapping: Mapping, mapping_name: str, record_path: Path) -> str | None:
-    """A warning when the mapping was written from other criteria text than the record's."""
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return f"cannot read trial record {record_path}: {exc.__class__.__name__}; criteria hash not checked"
-    text = criteria_text_of(record) if isinstance(record, dict) else None
-    if text is None:
-        return f"trial record {record_path} has no eligibilityCriteria; criteria hash not checked"
-    return hash_mismatch_warning(mapping.criteria_hash, mapping_name, text, str(record_path))
 
 
 @click.command()
@@ -60,10 +39,12 @@ def criteria_hash_warning(mapping: Mapping, mapping_name: str, record_path: Path
               help="Mapping file (default: mappings/<NCT>.yaml).")
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country, US).")
 @click.option("--trial-record", type=click.Path(path_type=Path), default=None,
-              help="CT.gov API v2 record to check the mapping's criteria hash against.")
-@click.pass_obj
-def screen(obj, trial: str, source_arg: str, patient_ids: tuple[str, ...], as_of, output_format: str,
-           mapping_path: Path | None, site_country: str | None, trial_record: Path | None) -> int:
+              help="CT.gov API v2 record to check the mapping's criteria hash against "
+                   "(default: the trial as synced in the store, else examples/ctgov/<NCT>.json).")
+@db_option
+@click.pass_context
+def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[str, ...], as_of, output_format: str,
+           mapping_path: Path | None, site_country: str | None, trial_record: Path | None, db: str | None) -> int:
     """Pre-screen patients for one trial: each criterion met / not met / unknown, with evidence."""
     from connector.sources import open_source  # the source layer pulls in HTTP only when needed
 
@@ -76,13 +57,11 @@ def screen(obj, trial: str, source_arg: str, patient_ids: tuple[str, ...], as_of
     name = display_name(path)
     if mapping.trial != trial:
         raise MappingError(f"{name}: maps {mapping.trial}, not {trial}")
-    record = trial_record or default_trial_record(trial)
-    if record is not None:
-        warning = criteria_hash_warning(mapping, name, record)
-        if warning:
-            click.echo(f"warning: {warning}", err=True)
+    warning = criteria_hash_warning(mapping, name, store_url(ctx, db), trial_record)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
-    config = obj.config
+    config = command_config(ctx)
     country = (site_country or config.site_country or "US").upper()
     source = open_source(source_arg, config)
     if not source.is_local and not patient_ids:

@@ -15,8 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -25,6 +23,7 @@ import requests
 from connector import __version__
 from connector.config import ServerConfig
 from connector.errors import SourceError
+from connector.retry import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -144,24 +143,6 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _MAX_DIAGNOSTICS else text[: _MAX_DIAGNOSTICS - 3] + "..."
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """`Retry-After` as seconds from `now` (epoch seconds): delta-seconds or an HTTP-date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
-
-
 def _with_params(url: str, params: Any) -> str:
     """The URL requests will send once `params` are added (for messages only)."""
     if not params:
@@ -238,8 +219,7 @@ class HttpClient:
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number `attempt` (1-based): exponential, half of it random."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-        return ceiling / 2 + self._jitter() * ceiling / 2
+        return backoff_delay(attempt, self.backoff_base, self.backoff_max, self._jitter())
 
     def request(
         self,

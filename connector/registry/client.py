@@ -21,7 +21,8 @@ import requests
 from connector import __version__
 from connector.errors import ConnectorError, SourceError
 from connector.registry.ids import normalise_nct_id
-from connector.registry.pacing import Clock, Pacer, Sleep, backoff_seconds, retry_after_seconds
+from connector.registry.pacing import Clock, Pacer, Sleep
+from connector.retry import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class CtGovClient:
                     raise SourceError(
                         f"ClinicalTrials.gov API unreachable at {url} after {attempt + 1} attempts: {_reason(exc)}"
                     ) from None
-                delay = backoff_seconds(attempt, rng=self.rng)
+                delay = self._backoff(attempt)
                 log.warning("%s: %s; retrying in %.1fs", url, _reason(exc), delay)
             else:
                 self.stats.bytes += len(response.content)
@@ -220,10 +221,14 @@ class CtGovClient:
             self.sleep(delay)
 
     def _retry_delay(self, response: requests.Response, attempt: int) -> float:
-        told = retry_after_seconds(response.headers.get("Retry-After"))
+        told = parse_retry_after(response.headers.get("Retry-After"), time.time())
         if told is not None:
             return min(told, self.retry_after_cap)
-        return backoff_seconds(attempt, rng=self.rng)
+        return self._backoff(attempt)
+
+    def _backoff(self, attempt: int) -> float:
+        """About 2 s, 4 s, 8 s ... (capped at a minute): the public API is shared, be gentle."""
+        return backoff_delay(attempt + 1, base=2.0, cap=60.0, jitter=self.rng.random())
 
     @staticmethod
     def _json(response: requests.Response, url: str) -> Any:

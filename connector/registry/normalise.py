@@ -8,12 +8,12 @@ verbatim with its sha256 (the same definition as a mapping's `criteria_hash`), a
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from connector.errors import ConnectorError
+from connector.mapping.hashing import criteria_hash
 from connector.registry.eligibility import split_criteria
 from connector.registry.ids import InvalidNctId, normalise_nct_id
 from connector.registry.schemas import study_errors, summarise, trial_record_errors
@@ -37,11 +37,6 @@ class InvalidStudy(ConnectorError):
         super().__init__(f"{label}: does not match {schema}: {summarise(errors)}")
         self.label = label
         self.errors = errors
-
-
-def criteria_sha256(text: str) -> str:
-    """Lowercase hex sha256 of the eligibility text exactly as the API gives it, UTF-8 encoded."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def age_in_years(text: str | None) -> int | float | None:
@@ -128,7 +123,7 @@ def _build(study: Mapping[str, Any]) -> dict[str, Any]:
         "healthy_volunteers": eligibility.get("healthyVolunteers"),
         "std_ages": list(eligibility.get("stdAges") or []),
         "eligibility_criteria": text,
-        "eligibility_criteria_sha256": criteria_sha256(text) if text is not None else None,
+        "eligibility_criteria_sha256": criteria_hash(text) if text is not None else None,
         "inclusion_criteria": split.inclusion,
         "exclusion_criteria": split.exclusion,
         "arms": [_arm(a) for a in arms_module.get("armGroups") or []],

@@ -7,11 +7,8 @@ check the waits without waiting.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -36,26 +33,3 @@ class Pacer:
             self.sleep(delay)
         self._last = now + delay
         return delay
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """`Retry-After` as seconds: either delta-seconds or an HTTP-date; None when absent/unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return max(0.0, (when - now).total_seconds())
-
-
-def backoff_seconds(attempt: int, base: float = 2.0, cap: float = 60.0, rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter: about base * 2**attempt, between half and all of it."""
-    full = min(cap, base * (2 ** attempt))
-    return full * (0.5 + 0.5 * (rng or random).random())
