@@ -20,26 +20,26 @@ def _collect(source: FileSource, needs: DataNeeds = EVERYTHING, ids=None) -> dic
 
 
 def test_ndjson_per_type_is_grouped_by_patient(tmp_path):
-    for f in (FIXTURES / "synthea_ndjson").glob("*.ndjson"):
+    for f in (FIXTURES / "synthea").glob("*.ndjson"):
         with gzip.open(tmp_path / (f.name + ".gz"), "wt") as out:  # as Bulk clients often store them
             out.write(f.read_text())
     results = _collect(FileSource(tmp_path))
-    expected = {json.loads(line)["id"] for line in (FIXTURES / "synthea_ndjson/Patient.ndjson").open()}
+    expected = {json.loads(line)["id"] for line in (FIXTURES / "synthea/Patient.ndjson").open()}
     assert set(results) == expected
-    total_obs = sum(1 for _ in (FIXTURES / "synthea_ndjson/Observation.ndjson").open())
+    total_obs = sum(1 for _ in (FIXTURES / "synthea/Observation.ndjson").open())
     assert sum(len(f.observations) for f in results.values()) == total_obs
 
 
 def test_observations_narrowed_by_needed_codes():
     needs = DataNeeds(observation_codes=frozenset({("http://loinc.org", "29463-7")}))
-    results = _collect(FileSource(FIXTURES / "synthea_ndjson"), needs)
+    results = _collect(FileSource(FIXTURES / "synthea"), needs)
     observations = [o for f in results.values() for o in f.observations]
     assert observations and all(o.codes[0].code == "29463-7" for o in observations)
 
 
 def test_bad_lines_and_orphans_are_named_and_others_survive(tmp_path):
-    shutil.copy(FIXTURES / "synthea_ndjson/Patient.ndjson", tmp_path / "Patient.ndjson")
-    pid = json.loads((FIXTURES / "synthea_ndjson/Patient.ndjson").open().readline())["id"]
+    shutil.copy(FIXTURES / "synthea/Patient.ndjson", tmp_path / "Patient.ndjson")
+    pid = json.loads((FIXTURES / "synthea/Patient.ndjson").open().readline())["id"]
     (tmp_path / "Observation.ndjson").write_text("\n".join([
         '{"resourceType": "Observation", "id": "ok", "status": "final", "subject": {"reference": "Patient/%s"},'
         ' "valueQuantity": {"value": 1}}' % pid,
@@ -59,7 +59,7 @@ def test_bad_lines_and_orphans_are_named_and_others_survive(tmp_path):
     assert "Observation/orphan reference Patient/nobody" in str(results["nobody"])
     assert f"{tmp_path / 'Observation.ndjson'}:3: resource without resourceType" in source.errors
     assert any(e.startswith(f"{tmp_path / 'Observation.ndjson'}:4: invalid JSON") for e in source.errors)
-    assert len(results) == 4  # the 3 fixture patients and the orphan's missing one
+    assert len(results) == 5  # the 4 fixture patients and the orphan's missing one
 
 
 def test_bundle_file_and_unknown_patient_id(tmp_path):

@@ -127,9 +127,9 @@ def test_orphan_resources_are_reported_by_reference():
 
 
 def test_real_synthea_resources_parse_without_errors():
-    lines = [json.loads(line) for f in sorted((FIXTURES / "synthea_ndjson").glob("*.ndjson")) for line in f.open()]
+    lines = [json.loads(line) for f in sorted((FIXTURES / "synthea").glob("*.ndjson")) for line in f.open()]
     patients, errors = facts_from_resources(lines)
-    assert errors == [] and len(patients) == 3
+    assert errors == [] and len(patients) == 4
     for facts in patients:
         assert facts.errors == []
         assert facts.birth_date is not None and facts.gender in {"male", "female"}
