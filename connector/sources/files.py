@@ -162,6 +162,7 @@ class FileSource:
     def __init__(self, path: Path):
         self.path = path
         self.errors: list[str] = []
+        self.patient_count: int | None = None
 
     def describe(self) -> str:
         return f"files under {self.path}"
@@ -172,7 +173,9 @@ class FileSource:
         spill = _Spill()
         try:
             self._load(spill, needs)
-            for pid in (list(patient_ids) if patient_ids is not None else spill.patient_ids()):
+            ids = list(patient_ids) if patient_ids is not None else spill.patient_ids()
+            self.patient_count = len(ids)  # known once the files are read: progress bars use it
+            for pid in ids:
                 yield pid, self._facts(spill, pid)
         finally:
             spill.close()

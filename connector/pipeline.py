@@ -1,0 +1,353 @@
+"""A scheduled run: source -> patient facts -> evaluation (every trial) -> store.
+
+Which patients a run screens:
+- full (no `--since`, first run, mapping changed, or the registry marked the trial for
+  re-screening after the last run): everyone in the source;
+- incremental (`--since auto` or an instant): patients with data changed since the last
+  successful run (`_lastUpdated=gt` over REST, `_since` for Bulk, a different data version for
+  local files), plus those whose last attempt failed and those whose stored result may have
+  changed with time alone (`rescreen_on`, see connector.scheduled.freshness).
+
+The run holds the store's run lock throughout. A run that was killed is found still marked
+`running` by the next run with the same trials and source, which continues it with the same
+as-of date and plan and skips the patients it already finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from connector.config import Config
+from connector.errors import ConfigError, ConnectorError, MappingError, SourceError
+from connector.evaluation import evaluate_patient
+from connector.facts import PatientFacts
+from connector.mapping import data_needs, find_mapping, load_mapping
+from connector.mapping.loader import display_name
+from connector.mapping.model import Mapping
+from connector.needs import DataNeeds
+from connector.scheduled import records
+from connector.scheduled.fetching import FactsItem, changed_patient_ids, concurrent_facts, server_watermark
+from connector.scheduled.freshness import rescreen_on
+from connector.scheduled.lock import run_lock
+from connector.scheduled.progress import Progress
+from connector.store import Store
+
+log = logging.getLogger(__name__)
+
+FULL, INCREMENTAL = "full", "incremental"
+UNREACHABLE_AFTER = 10  # consecutive patients failing with server errors: the source is down
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """A trial to screen with its mapping and the hash of the mapping file's bytes."""
+
+    trial: str
+    mapping: Mapping
+    mapping_name: str
+    mapping_hash: str
+
+    @classmethod
+    def load(cls, trial: str, mapping_path: str | Path | None = None) -> "TrialSpec":
+        path = find_mapping(trial, mapping_path)
+        mapping = load_mapping(path)
+        if mapping.trial != trial:
+            raise MappingError(f"{display_name(path)}: maps {mapping.trial}, not {trial}")
+        return cls(trial, mapping, display_name(path), hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+@dataclass
+class RunOptions:
+    trials: list[TrialSpec]
+    source: str
+    as_of: date | None = None
+    since: str | None = None  # None: full run; "auto": since the last successful run; else an instant
+    bulk: bool = False
+    group: str | None = None
+    patient_ids: list[str] | None = None
+    concurrency: int | None = None
+    work_dir: Path | None = None
+    site_country: str = "US"
+
+
+@dataclass
+class RunOutcome:
+    run: records.RunRow
+    resumed: bool
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    source_errors: list[str] = field(default_factory=list)
+
+
+class ScheduledRun:
+    """One `trial-connector run`; `execute()` returns the finished run's record."""
+
+    def __init__(self, store: Store, config: Config, options: RunOptions, progress: Progress | None = None):
+        if not options.trials:
+            raise ConfigError("give at least one --trial")
+        self.store = store
+        self.config = config
+        self.options = options
+        self.trials = [t.trial for t in options.trials]
+        self.progress = progress or Progress(tty=False, interval_s=10.0)
+        self.is_local = Path(options.source).exists()
+        self.source_id = self._source_identity()
+        self.server: Any = None  # connector.config.ServerConfig for server sources
+        self.client: Any = None  # connector.fhir.client.FhirClient
+        self.source_errors: list[str] = []
+
+    # ---- set-up ------------------------------------------------------------------------------
+
+    def _source_identity(self) -> str:
+        """How runs of the same data are recognised: an absolute path, or the server's base URL."""
+        if self.is_local:
+            return str(Path(self.options.source).resolve())
+        return self.config.server(self.options.source).url.rstrip("/")
+
+    def _client(self) -> Any:
+        if self.client is None:
+            from connector.fhir.client import FhirClient
+
+            self.server = self.config.server(self.options.source)
+            self.client = FhirClient(self.server)
+        return self.client
+
+    def needs(self, as_of: date) -> DataNeeds:
+        needs = data_needs(self.options.trials[0].mapping, as_of)
+        for spec in self.options.trials[1:]:
+            needs = needs.merge(data_needs(spec.mapping, as_of))
+        return needs
+
+    # ---- the run -----------------------------------------------------------------------------
+
+    def execute(self) -> RunOutcome:
+        with run_lock(self.store):
+            try:
+                run, resumed = self._resume_or_start()
+            except BaseException:
+                if self.client is not None:
+                    self.client.close()
+                raise
+            # a ConnectorError fails the run (exit 2 for a source that stopped answering); anything
+            # else (Ctrl-C, SIGTERM, a bug) leaves it `running`, and the next run resumes it
+            try:
+                self._process(run)
+            except ConnectorError as exc:
+                records.finish_run(self.store, run.id, records.FAILED, str(exc))
+                raise
+            finally:
+                self.progress.close()
+                if self.client is not None:
+                    self.client.close()
+            current = records.get_run(self.store, run.id)
+            assert current is not None
+            status = records.PARTIAL if current.errors or self.source_errors else records.DONE
+            error = f"{len(self.source_errors)} problem(s) reading the source" if self.source_errors else None
+            final = records.finish_run(self.store, run.id, status, error)
+            return RunOutcome(final, resumed, records.run_errors(self.store, run.id), self.source_errors)
+
+    def _resume_or_start(self) -> tuple[records.RunRow, bool]:
+        for old in records.interrupted_runs(self.store):
+            if sorted(old.trials) == sorted(self.trials) and old.source == self.source_id:
+                log.info("resuming run %d (interrupted) from where it stopped", old.id)
+                return old, True
+            records.finish_run(self.store, old.id, records.ABANDONED, "interrupted; not resumed by a later run")
+        as_of = self.options.as_of or date.today()
+        mode, since, reason = self._decide(as_of)
+        plan: dict[str, Any] = {"bulk": self.options.bulk, "group": self.options.group, "reason": reason,
+                                "ids": self.options.patient_ids}
+        data_since = None
+        if mode == INCREMENTAL and not self.is_local and since is not None:
+            data_since, ids = self._changed_ids(as_of, since)
+            plan["ids"] = sorted(ids if self.options.patient_ids is None else ids & set(self.options.patient_ids))
+        run_id = records.start_run(self.store, self.trials, self.source_id, mode, as_of.isoformat(), since, plan)
+        if data_since:
+            records.set_data_since(self.store, run_id, data_since)
+        log.info("run %d: %s (%s)", run_id, mode, reason)
+        run = records.get_run(self.store, run_id)
+        assert run is not None
+        return run, False
+
+    def _decide(self, as_of: date) -> tuple[str, str | None, str]:
+        """(mode, since, why): see the module docstring."""
+        option = self.options.since
+        if option is None:
+            return FULL, None, "no --since: everyone"
+        if option != "auto":
+            return INCREMENTAL, option, f"changes since {option}"
+        since_values: list[str | None] = []
+        for spec in self.options.trials:
+            last = records.last_successful_run(self.store, self.source_id, spec.trial)
+            if last is None:
+                return FULL, None, f"first run of {spec.trial} on this source"
+            if records.stale_mapping(self.store, spec.trial, spec.mapping_hash):
+                return FULL, None, f"mapping of {spec.trial} changed"
+            marker = self._registry_rescreen_after(spec.trial)
+            if marker and marker > last.started_at:
+                return FULL, None, f"registry record of {spec.trial} changed"
+            since_values.append(last.data_since)
+        if self.is_local:
+            return INCREMENTAL, None, "changed data versions since the last run"
+        if any(v is None for v in since_values):
+            return FULL, None, "last run has no data timestamp"
+        since = min(v for v in since_values if v is not None)
+        return INCREMENTAL, since, f"changes since {since}"
+
+    def _registry_rescreen_after(self, trial: str) -> str | None:
+        from connector.registry.versions import trial_state
+
+        state = trial_state(self.store, trial)
+        return state.rescreen_after if state else None
+
+    def _changed_ids(self, as_of: date, since: str) -> tuple[str, set[str]]:
+        """(the server's time now, ids to screen): data changed since `since`, earlier errors,
+        and results due for re-screening."""
+        from connector.fhir.bulk import instant_z
+
+        needs = self.needs(as_of)
+        client = self._client()
+        if self.options.bulk:
+            bulk = self._bulk_source(since=since)
+            touched = set(bulk.touched_patient_ids(needs))
+            now = (bulk.result.transaction_time if bulk.result and bulk.result.transaction_time
+                   else server_watermark(client, needs))
+            self.source_errors.extend(bulk.errors)
+            bulk.cleanup()
+        else:
+            now = server_watermark(client, needs)
+            touched = changed_patient_ids(client, needs, instant_z(since))
+        ids = set(touched)
+        for trial in self.trials:
+            ids |= records.errored_patients(self.store, trial, self.source_id)
+            ids |= records.due_patients(self.store, trial, as_of.isoformat(), self.source_id)
+        if self.options.group:
+            ids &= set(self._all_ids(client, self.options.group))
+        log.info("%d patient(s) changed since %s; %d to screen in all", len(touched), since, len(ids))
+        return now, ids
+
+    def _bulk_source(self, since: str | None = None, group: str | None = None) -> Any:
+        """Exports go to --work-dir, else `./.trial-connector-bulk-<hash of the server URL>`."""
+        from connector.fhir.bulk import BulkExportClient
+        from connector.sources.bulk import BulkSource
+
+        client = self._client()
+        digest = hashlib.sha256(self.source_id.encode()).hexdigest()[:12]
+        work_dir = self.options.work_dir or Path(f".trial-connector-bulk-{digest}")
+        return BulkSource(BulkExportClient(client.http, work_dir), self.server.name,
+                          group_id=group or self.options.group, since=since)
+
+    # ---- screening ---------------------------------------------------------------------------
+
+    def _process(self, run: records.RunRow) -> None:
+        as_of = date.fromisoformat(run.as_of)
+        needs = self.needs(as_of)
+        done = records.done_patients(self.store, run.id)
+        self.progress.done = len(done)
+        plan = run.plan or {}
+        ids: list[str] | None = plan.get("ids")
+        if ids is not None:
+            self.progress.set_total(len(ids))
+        skip_unchanged = run.mode == INCREMENTAL and self.is_local
+        versions = {t: records.stored_versions(self.store, t) for t in self.trials} if skip_unchanged else {}
+        hashes = {s.trial: s.mapping_hash for s in self.options.trials}
+        errored: set[str] = set()
+        if skip_unchanged:
+            errored = set().union(*(records.errored_patients(self.store, t) for t in self.trials))
+        failures_in_a_row = 0
+        seen: set[str] = set(done)
+        for pid, item in self._facts(run, needs, ids, done):
+            if pid in seen:
+                continue
+            seen.add(pid)
+            if isinstance(item, PatientFacts) and skip_unchanged and pid not in errored and self._unchanged(
+                    pid, item, versions, hashes, run.as_of):
+                continue
+            if isinstance(item, ConnectorError):
+                records.save_patient_error(self.store, run.id, pid, self.trials, str(item))
+                log.warning("Patient/%s: %s", pid, item)
+                failures_in_a_row = failures_in_a_row + 1 if isinstance(item, SourceError) else 0
+                if failures_in_a_row >= UNREACHABLE_AFTER:
+                    raise SourceError(f"{self.options.source}: {failures_in_a_row} patients in a row failed with "
+                                      f"server errors; giving up (last: {item})")
+            else:
+                failures_in_a_row = 0
+                self._screen(run, pid, item, as_of)
+            self.progress.advance()
+
+    def _unchanged(self, pid: str, facts: PatientFacts, versions: dict[str, dict[str, Any]],
+                   hashes: dict[str, str], as_of: str) -> bool:
+        for trial in self.trials:
+            stored = versions[trial].get(pid)
+            if stored is None or stored[0] is None or stored[0] != facts.last_updated or stored[1] != hashes[trial]:
+                return False
+            if stored[2] is not None and stored[2] <= as_of:
+                return False
+        return True
+
+    def _screen(self, run: records.RunRow, pid: str, facts: PatientFacts, as_of: date) -> None:
+        outcomes = []
+        for spec in self.options.trials:
+            result = evaluate_patient(spec.mapping, facts, as_of, self.options.site_country)
+            due = rescreen_on(spec.mapping, facts, as_of)
+            outcomes.append(records.TrialOutcome(spec.trial, result, spec.mapping_hash, facts.last_updated,
+                                                 as_of.isoformat(), due.isoformat() if due else None))
+        records.save_patient(self.store, run.id, pid, outcomes)
+
+    def _facts(self, run: records.RunRow, needs: DataNeeds, ids: list[str] | None,
+               done: set[str]) -> Iterator[FactsItem]:
+        plan = run.plan or {}
+        todo = None if ids is None else [i for i in ids if i not in done]
+        if self.is_local:
+            from connector.sources.files import FileSource
+
+            source = FileSource(Path(self.options.source))
+            source.errors = self.source_errors
+            yield from self._with_total(source.iter_facts(needs, todo), source)
+            return
+        client = self._client()
+        workers = self.options.concurrency or self.server.concurrency
+        if run.mode == FULL and plan.get("bulk") and todo is None:
+            bulk = self._bulk_source(group=plan.get("group"))
+            bulk.export(needs)  # a resumed run finds the finished (or half-downloaded) export in the work dir
+            stamp = bulk.result.transaction_time if bulk.result else None
+            records.set_data_since(self.store, run.id, stamp or server_watermark(client, needs))
+            yield from bulk.iter_facts(needs, None)
+            self.source_errors.extend(e for e in bulk.errors if e not in self.source_errors)
+            bulk.cleanup()
+            return
+        records.set_data_since(self.store, run.id, server_watermark(client, needs))  # kept when resuming
+        if todo is None:
+            todo = [i for i in self._all_ids(client, plan.get("group")) if i not in done]
+            records.set_planned(self.store, run.id, len(todo) + len(done))
+            self.progress.set_total(len(todo) + len(done))
+        from connector.sources.fhir_rest import RestSource
+
+        yield from concurrent_facts(RestSource(client), needs, todo, workers)
+
+    def _with_total(self, items: Iterable[FactsItem], source: Any) -> Iterator[FactsItem]:
+        first = True
+        for item in items:
+            if first:
+                first = False
+                count = getattr(source, "patient_count", None)
+                if count:
+                    self.progress.set_total(count)
+            yield item
+
+    @staticmethod
+    def _all_ids(client: Any, group: str | None) -> list[str]:
+        """Every patient id on the server, or the members of a Group (ids de-duplicated, in order)."""
+        if group:
+            from connector.parse import reference_id
+
+            members = client.read("Group", group).get("member") or []
+            refs = (reference_id(m.get("entity"), "Patient") for m in members if isinstance(m, dict))
+            return list(dict.fromkeys(r for r in refs if r))
+        from connector.sources.fhir_rest import RestSource
+
+        return list(dict.fromkeys(RestSource(client).patient_ids()))

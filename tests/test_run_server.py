@@ -1,0 +1,205 @@
+"""Scheduled runs against the real FHIR server (sekmet-fhir): full run, changes, incremental
+rerun and its diff, time windows moving, Bulk export path with `_since`, kill -9 and resume,
+lock contention. Each test loads its own prefixed patients and screens them through a Group,
+so tests sharing the server never see each other's patients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from connector.config import Config
+from connector.errors import LockedError
+from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
+from connector.scheduled import records
+from connector.scheduled.lock import run_lock
+from connector.store import open_store
+from population import example_patients, generate_patients, group
+
+pytestmark = pytest.mark.server
+TRIAL = "NCT05773274"
+AS_OF = date(2026, 11, 16)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def server(fhir_server_factory):  # noqa: ANN001, ANN201
+    return fhir_server_factory()
+
+
+@pytest.fixture(scope="module")
+def spec() -> TrialSpec:
+    return TrialSpec.load(TRIAL)
+
+
+def load_cohort(server, prefix: str) -> list[str]:  # noqa: ANN001
+    resources = example_patients(prefix)
+    ids = [r["id"] for r in resources if r["resourceType"] == "Patient"]
+    server.load(resources + [group(f"{prefix}grp", ids)])
+    return ids
+
+
+def run(store, server, spec, prefix: str, **options):  # noqa: ANN001, ANN003, ANN201
+    options.setdefault("as_of", AS_OF)
+    config = Config(servers={"test": server.server_config()})
+    opts = RunOptions(trials=[spec], source="test", group=f"{prefix}grp", **options)
+    return ScheduledRun(store, config, opts).execute()
+
+
+def statuses(store) -> dict[str, str]:  # noqa: ANN001
+    return {r["patient_id"]: r["status"] for r in records.latest_results(store, TRIAL)}
+
+
+def test_full_then_incremental_rerun_and_diff(server, spec, store) -> None:  # noqa: ANN001
+    prefix = f"inc{os.getpid()}{store.dialect.name[:2]}-"
+    ids = load_cohort(server, prefix)
+    first = run(store, server, spec, prefix, since="auto")
+    assert first.run.mode == "full" and first.run.screened == len(ids) == first.run.new_count
+    assert first.run.status == "done" and first.run.errors == 0
+    before = statuses(store)
+    assert before[f"{prefix}net04"] == "excluded" and before[f"{prefix}net02"] == "possible"
+
+    # net04 (excluded for a low hemoglobin) gets a new, normal one
+    hb = {"resourceType": "Observation", "id": f"{prefix}net04-hb", "status": "final",
+          "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+          "subject": {"reference": f"Patient/{prefix}net04"}, "effectiveDateTime": "2026-11-12T09:00:00Z",
+          "valueQuantity": {"value": 12.9, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}}
+    server.load([hb])
+    second = run(store, server, spec, prefix, since="auto")
+    assert second.run.mode == "incremental"
+    assert second.run.screened == 1, "only the changed patient is re-screened"
+    after = statuses(store)
+    assert after[f"{prefix}net04"] != "excluded"
+    assert {k: v for k, v in after.items() if k != f"{prefix}net04"} == {
+        k: v for k, v in before.items() if k != f"{prefix}net04"}
+    assert records.changed_in_run(store, TRIAL, second.run.id) == {f"{prefix}net04"}
+    history = records.patient_history(store, TRIAL, f"{prefix}net04")
+    assert [h["status"] for h in history] == ["excluded", after[f"{prefix}net04"]]
+
+    # nothing changed, but a month later labs have left their 28-day windows
+    third = run(store, server, spec, prefix, since="auto", as_of=date(2026, 12, 20))
+    assert third.run.mode == "incremental" and 0 < third.run.screened <= len(ids)
+    moved = records.changed_in_run(store, TRIAL, third.run.id)
+    assert f"{prefix}net01" in moved and statuses(store)[f"{prefix}net01"] == "possible"
+
+
+def test_bulk_path_full_then_since(server, spec, tmp_path: Path) -> None:  # noqa: ANN001
+    prefix = f"blk{os.getpid()}-"
+    ids = load_cohort(server, prefix)
+    with open_store(str(tmp_path / "s.db")) as store:
+        first = run(store, server, spec, prefix, since="auto", bulk=True, work_dir=tmp_path / "bulk")
+        assert first.run.mode == "full" and first.run.screened == len(ids)
+        assert not (tmp_path / "bulk").exists(), "downloaded PHI is removed after the run"
+        assert first.run.data_since and first.run.plan["bulk"] is True
+        server.load([{"resourceType": "Condition", "id": f"{prefix}net03-mets",
+                      "subject": {"reference": f"Patient/{prefix}net03"},
+                      "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C79.31"}]},
+                      "clinicalStatus": {"coding": [{
+                          "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}}])
+        second = run(store, server, spec, prefix, since="auto", bulk=True, work_dir=tmp_path / "bulk")
+        assert second.run.mode == "incremental" and second.run.screened == 1
+        assert second.run.plan["ids"] == [f"{prefix}net03"]
+
+
+def test_lock_contention(server, spec, store_url: str) -> None:  # noqa: ANN001
+    prefix = f"lck{os.getpid()}-"
+    with open_store(store_url) as holder, open_store(store_url) as other:
+        with run_lock(holder):
+            with pytest.raises(LockedError, match="another run"):
+                run(other, server, spec, prefix)
+        assert records.interrupted_runs(other) == []
+
+
+def _cli(db: Path, prefix: str, server) -> list[str]:  # noqa: ANN001
+    return [sys.executable, "-m", "connector", "run", "--trial", TRIAL, "--source", server.base_url,
+            "--group", f"{prefix}grp", "--as-of", AS_OF.isoformat(), "--concurrency", "1", "--db", str(db)]
+
+
+def _results(db: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT patient_id, status, result FROM patient_results ORDER BY patient_id").fetchall()
+
+
+def test_kill_9_then_resume_equals_uninterrupted(server, tmp_path: Path) -> None:  # noqa: ANN001
+    prefix = f"kil{os.getpid()}-"
+    patients = list(generate_patients(120, prefix=prefix))
+    server.load([r for p in patients for r in p] + [group(f"{prefix}grp", [p[0]["id"] for p in patients])])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    killed_db = tmp_path / "killed.db"
+    proc = subprocess.Popen(_cli(killed_db, prefix, server), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if killed_db.exists():
+            try:
+                with sqlite3.connect(killed_db, timeout=1) as conn:
+                    done = conn.execute("SELECT COUNT(*) FROM run_progress").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+            if done >= 15:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = len(_results(killed_db))
+    assert 15 <= partial < 120
+
+    resumed = subprocess.run(_cli(killed_db, prefix, server), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(resumed)" in resumed.stdout
+    clean_db = tmp_path / "clean.db"
+    clean = subprocess.run(_cli(clean_db, prefix, server), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    assert _results(killed_db) == _results(clean_db)
+    with sqlite3.connect(killed_db) as conn:
+        run_row = conn.execute("SELECT screened, status FROM runs").fetchall()
+        history = conn.execute("SELECT COUNT(*), COUNT(DISTINCT patient_id) FROM status_history").fetchone()
+    assert run_row == [(120, "done")], "one run, resumed: no duplicates, no gaps"
+    assert history == (120, 120)
+
+
+def test_results_post_writes_research_subjects(server, spec, tmp_path: Path) -> None:  # noqa: ANN001
+    from click.testing import CliRunner
+
+    from connector.cli import cli
+
+    prefix = f"pst{os.getpid()}-"
+    ids = load_cohort(server, prefix)
+    db = tmp_path / "post.db"
+    with open_store(str(db)) as store:
+        run(store, server, spec, prefix)
+    result = CliRunner().invoke(cli, ["results", "--trial", TRIAL, "--format", "fhir", "--post", "--db", str(db)],
+                                standalone_mode=False)
+    assert result.exception is None, result.stderr
+    assert f"posted {len(ids)} ResearchSubject(s)" in result.stderr
+    from connector.report.research_subjects import subject_id
+
+    stored = server.get(f"ResearchSubject/{subject_id(TRIAL, f'{prefix}net04')}").json()
+    assert stored["status"] == "ineligible" and stored["individual"]["reference"] == f"Patient/{prefix}net04"
+    assert stored["study"]["reference"] == f"ResearchStudy/{TRIAL}"
+    assert server.get(f"ResearchStudy/{TRIAL}").status_code == 200
+
+
+def test_unreachable_server_exits_2(tmp_path: Path) -> None:
+    from fhir_server import free_port
+
+    config = tmp_path / "tc.toml"
+    config.write_text(f'[servers.down]\nurl = "http://127.0.0.1:{free_port()}/fhir"\nmax_retries = 0\n')
+    proc = subprocess.run([sys.executable, "-m", "connector", "--config", str(config), "run", "--trial", TRIAL,
+                           "--source", "down", "--db", str(tmp_path / "s.db")], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and "connection refused" in proc.stderr.lower()
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        assert conn.execute("SELECT status FROM runs").fetchall() == [("failed",)]
