@@ -103,7 +103,10 @@ class PatientFacts:
     medications: list[MedicationFact] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     deceased: bool = False
-    last_updated: str | None = None  # newest meta.lastUpdated seen: the data version
+    last_updated: str | None = None  # newest meta.lastUpdated seen
+    # Digest of what the patient's record holds (ids + versions, or file content): equal digests
+    # mean the record did not change, so an incremental run may keep the stored result.
+    data_version: str | None = None
 
     @property
     def reference(self) -> str:

@@ -14,6 +14,7 @@ MedicationAdministration `not-done` / `entered-in-error`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from datetime import date
@@ -367,7 +368,21 @@ def patient_facts(patient_id: str, resources: Iterable[dict[str, Any]]) -> Patie
             facts.errors.append(str(exc))
     if not found_patient:
         raise ResourceError(f"Patient/{patient_id} not found")
+    facts.data_version = record_digest(resources)
     return facts
+
+
+def record_digest(resources: Iterable[Any]) -> str:
+    """A digest of which resources a record holds and their versions (`meta.versionId` /
+    `meta.lastUpdated`, which FHIR servers maintain): any added, removed or updated resource
+    changes it. Sources without such metadata (local files) digest the content instead."""
+    keys = []
+    for resource in resources:
+        if isinstance(resource, dict):
+            meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+            keys.append(f"{resource.get('resourceType')}/{resource.get('id')}|{meta.get('versionId')}|"
+                        f"{meta.get('lastUpdated')}")
+    return hashlib.sha256("\n".join(sorted(keys)).encode("utf-8")).hexdigest()
 
 
 def _append(target: list[Any], fact: Any) -> None:

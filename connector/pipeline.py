@@ -283,7 +283,7 @@ class ScheduledRun:
                    hashes: dict[str, str], as_of: str) -> bool:
         for trial in self.trials:
             stored = versions[trial].get(pid)
-            if stored is None or stored[0] is None or stored[0] != facts.last_updated or stored[1] != hashes[trial]:
+            if stored is None or stored[0] is None or stored[0] != facts.data_version or stored[1] != hashes[trial]:
                 return False
             if stored[2] is not None and stored[2] <= as_of:
                 return False
@@ -294,7 +294,7 @@ class ScheduledRun:
         for spec in self.options.trials:
             result = evaluate_patient(spec.mapping, facts, as_of, self.options.site_country)
             due = rescreen_on(spec.mapping, facts, as_of)
-            outcomes.append(records.TrialOutcome(spec.trial, result, spec.mapping_hash, facts.last_updated,
+            outcomes.append(records.TrialOutcome(spec.trial, result, spec.mapping_hash, facts.data_version,
                                                  as_of.isoformat(), due.isoformat() if due else None))
         records.save_patient(self.store, run.id, pid, outcomes)
 

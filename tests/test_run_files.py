@@ -54,9 +54,11 @@ def statuses(store, trial: str = TRIAL) -> dict[str, str]:  # noqa: ANN001
     return {r["patient_id"]: r["status"] for r in records.latest_results(store, trial)}
 
 
-def test_full_then_incremental_by_data_version(store, tmp_path: Path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("stamp", ["2026-11-01T00:00:00Z", None], ids=["with-meta", "without-meta"])
+def test_full_then_incremental_by_data_version(store, tmp_path: Path, stamp: str | None) -> None:  # noqa: ANN001
+    """Files without meta.lastUpdated (like examples/) are compared by content."""
     folder = tmp_path / "data"
-    ids = write_cohort(folder)
+    ids = write_cohort(folder, stamp=stamp)
     first = execute(store, folder, since="auto")
     assert (first.run.mode, first.run.screened, first.run.new_count) == ("full", len(ids), len(ids))
     assert first.run.status == "done"
@@ -73,7 +75,8 @@ def test_full_then_incremental_by_data_version(store, tmp_path: Path) -> None:  
         obs = json.loads(line)
         if obs["id"] == "net04-hb":
             obs["valueQuantity"]["value"] = 13.1
-            obs["meta"]["lastUpdated"] = "2026-11-15T00:00:00Z"
+            if stamp:
+                obs["meta"]["lastUpdated"] = "2026-11-15T00:00:00Z"
         changed.append(json.dumps(obs))
     (folder / "Observation.ndjson").write_text("\n".join(changed) + "\n")
     third = execute(store, folder, since="auto")

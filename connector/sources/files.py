@@ -10,6 +10,7 @@ stays flat whatever the number of patients. Only resources the trial needs are k
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -146,8 +147,11 @@ class _Spill:
     def patient_ids(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT pid FROM patient ORDER BY seq")]
 
-    def resources(self, pid: str) -> list[dict[str, Any]]:
-        return [json.loads(body) for (body,) in self.db.execute("SELECT body FROM resource WHERE pid = ?", (pid,))]
+    def resources(self, pid: str) -> tuple[list[dict[str, Any]], str]:
+        """The patient's resources and a digest of their content (files rarely carry meta versions)."""
+        bodies = sorted(body for (body,) in self.db.execute("SELECT body FROM resource WHERE pid = ?", (pid,)))
+        digest = hashlib.sha256("\n".join(bodies).encode("utf-8")).hexdigest()
+        return [json.loads(body) for body in bodies], digest
 
     def close(self) -> None:
         self.db.close()
@@ -197,7 +201,7 @@ class FileSource:
 
     @staticmethod
     def _facts(spill: _Spill, pid: str) -> PatientFacts | ConnectorError:
-        resources = spill.resources(pid)
+        resources, digest = spill.resources(pid)
         if not any(r["resourceType"] == "Patient" for r in resources):
             if not resources:
                 return ResourceError(f"Patient/{pid} not found in the source")
@@ -205,6 +209,8 @@ class FileSource:
             more = f" and {len(resources) - 5} more" if len(resources) > 5 else ""
             return ResourceError(f"{refs}{more} reference Patient/{pid}, which is not in the source")
         try:
-            return patient_facts(pid, resources + spill.shared)
+            facts = patient_facts(pid, resources + spill.shared)
         except ConnectorError as exc:
             return exc
+        facts.data_version = digest
+        return facts
