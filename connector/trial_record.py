@@ -15,7 +15,7 @@ from pathlib import Path
 from connector.mapping import criteria_text_of, hash_mismatch_warning
 from connector.mapping.loader import REPO_ROOT
 from connector.mapping.model import Mapping
-from connector.store import is_postgres_url, open_store
+from connector.store import Store, is_postgres_url, open_store
 from connector.store.connect import sqlite_path
 
 log = logging.getLogger(__name__)
@@ -30,21 +30,26 @@ def bundled_trial_record(trial: str) -> Path | None:
     return None
 
 
-def stored_criteria_text(store_url: str, trial: str) -> str | None:
-    """The synced trial's current eligibility text, or None when the store or the trial is absent.
+def stored_criteria_text(store: Store, trial: str) -> str | None:
+    """The synced trial's current eligibility text, or None when it was never synced."""
+    from connector.registry.versions import latest_trial_record
+
+    record = latest_trial_record(store, trial)
+    return record.get("eligibility_criteria") if record else None
+
+
+def stored_criteria_text_at(store_url: str, trial: str) -> str | None:
+    """As stored_criteria_text, for a command that has no store open.
 
     Never creates a store: screening a few patients must not leave a database behind.
     """
     if not is_postgres_url(store_url) and not Path(sqlite_path(store_url)).exists():
         return None
-    from connector.registry.versions import latest_trial_record
-
     store = open_store(store_url)
     try:
-        record = latest_trial_record(store, trial)
+        return stored_criteria_text(store, trial)
     finally:
         store.close()
-    return record.get("eligibility_criteria") if record else None
 
 
 def file_criteria_text(record_path: Path) -> str | None:
@@ -57,10 +62,11 @@ def file_criteria_text(record_path: Path) -> str | None:
     return criteria_text_of(record) if isinstance(record, dict) else None
 
 
-def criteria_hash_warning(mapping: Mapping, mapping_name: str, store_url: str,
+def criteria_hash_warning(mapping: Mapping, mapping_name: str, stored_text: str | None,
                           record_path: Path | None = None) -> str | None:
-    """A one-line warning when the mapping was written from other text than the trial's current one."""
-    text = stored_criteria_text(store_url, mapping.trial)
+    """A one-line warning when the mapping was written from other text than the trial's current one:
+    the text synced in the store when there is one, else the given or bundled record file."""
+    text = stored_text
     where = "the registry record synced in the store"
     if text is None:
         record_path = record_path or bundled_trial_record(mapping.trial)

@@ -268,3 +268,21 @@ def test_cli_exit_codes(cli_store, tmp_path: Path) -> None:  # noqa: ANN001
     assert code == 1
     code, _, _ = invoke("results", "--trial", TRIAL, "--post", "--db", db)
     assert code == 1
+
+
+def test_cli_run_warns_when_the_synced_criteria_text_moved_on(cli_store, tmp_path: Path) -> None:  # noqa: ANN001
+    folder, db = cli_store
+    record_file = ROOT / "examples" / "ctgov" / f"{TRIAL}.json"
+    assert invoke("registry", "import", "--db", db, str(record_file))[0] == 0
+    code, _, err = invoke("run", "--trial", TRIAL, "--source", str(folder), "--as-of", "2026-11-16", "--db", db)
+    assert code == 0 and "warning: mapping" not in err
+
+    record = json.loads(record_file.read_text(encoding="utf-8"))
+    record["protocolSection"]["eligibilityModule"]["eligibilityCriteria"] += "\n* A new criterion"
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(record), encoding="utf-8")
+    assert invoke("registry", "import", "--db", db, str(changed))[0] == 0
+    code, out, err = invoke("run", "--trial", TRIAL, "--source", str(folder), "--as-of", "2026-11-16",
+                            "--since", "auto", "--db", db)
+    assert code == 0 and "warning: mapping mappings/NCT05773274.yaml" in err and "synced in the store" in err
+    assert "screened 18" in out  # the registry's re-screen marker: every earlier flag is re-screened

@@ -16,6 +16,7 @@ from connector.commands.options import command_config, db_option, open_command_s
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
 from connector.scheduled.progress import Progress
+from connector.trial_record import criteria_hash_warning, stored_criteria_text
 
 NCT_PATTERN = re.compile(r"^NCT\d{8}$")
 INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$")
@@ -59,6 +60,10 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
         since=since, bulk=bulk, group=group, patient_ids=list(patient_ids) or None, concurrency=concurrency,
         work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
     with open_command_store(ctx, db) as store:
+        for spec in options.trials:
+            warning = criteria_hash_warning(spec.mapping, spec.mapping_name, stored_criteria_text(store, spec.trial))
+            if warning:
+                click.echo(f"warning: {warning}", err=True)
         outcome = ScheduledRun(store, config, options, Progress()).execute()
     r = outcome.run
     resumed = " (resumed)" if outcome.resumed else ""

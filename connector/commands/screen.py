@@ -21,7 +21,7 @@ from connector.commands.options import command_config, db_option, store_url
 from connector.mapping import data_needs, find_mapping, load_mapping
 from connector.mapping.loader import display_name
 from connector.results import ScreenReport
-from connector.trial_record import criteria_hash_warning
+from connector.trial_record import criteria_hash_warning, stored_criteria_text_at
 
 log = logging.getLogger(__name__)
 NCT_PATTERN = re.compile(r"^NCT\d{8}$")
@@ -57,7 +57,7 @@ def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[s
     name = display_name(path)
     if mapping.trial != trial:
         raise MappingError(f"{name}: maps {mapping.trial}, not {trial}")
-    warning = criteria_hash_warning(mapping, name, store_url(ctx, db), trial_record)
+    warning = criteria_hash_warning(mapping, name, stored_criteria_text_at(store_url(ctx, db), trial), trial_record)
     if warning:
         click.echo(f"warning: {warning}", err=True)
 
