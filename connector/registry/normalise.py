@@ -66,13 +66,26 @@ def validate_study(study: Any, label: str | None = None) -> None:
     if not errors and not isinstance(study, Mapping):
         errors = ["$: a study must be a JSON object"]
     if not errors:
-        nct = study_label(study)
-        try:
-            normalise_nct_id(nct)
-        except InvalidNctId:
-            errors = [f"$.protocolSection.identificationModule.nctId: {nct!r} is not an NCT id"]
+        errors = _nct_id_errors(study)
     if errors:
         raise InvalidStudy(label or study_label(study), "the ClinicalTrials.gov API Study schema", errors)
+
+
+def _nct_id_errors(study: Mapping[str, Any]) -> list[str]:
+    """The API schema makes every section optional, but a record without its id is unusable:
+    name the missing part (not the placeholder label) so the user knows what to fix."""
+    section = study.get("protocolSection")
+    if not isinstance(section, Mapping):
+        return ["$.protocolSection: missing (a study record needs it)"]
+    ident = section.get("identificationModule")
+    nct = ident.get("nctId") if isinstance(ident, Mapping) else None
+    if nct is None:
+        return ["$.protocolSection.identificationModule.nctId: missing"]
+    try:
+        normalise_nct_id(nct)
+    except InvalidNctId:
+        return [f"$.protocolSection.identificationModule.nctId: {nct!r} is not an NCT id"]
+    return []
 
 
 def normalise_study(study: Mapping[str, Any], *, validate: bool = True) -> dict[str, Any]:

@@ -23,6 +23,9 @@ from connector.store import Store, utc_now
 
 log = logging.getLogger(__name__)
 
+# top-level sections of an API v2 study record: a saved file with any of them is one study
+STUDY_SECTIONS = frozenset({"protocolSection", "resultsSection", "annotationSection", "documentSection",
+                            "derivedSection", "hasResults"})
 IDS_PER_REQUEST = 200  # filter.ids values per search request (keeps URLs well under 4 kB)
 Report = Callable[[str], None]
 
@@ -205,8 +208,8 @@ def _studies_in(data: Any, name: str) -> Iterator[tuple[str, Mapping[str, Any] |
     if isinstance(data, dict) and isinstance(data.get("studies"), list):
         for i, study in enumerate(data["studies"]):
             yield f"{name}: $.studies[{i}]", study
-    elif isinstance(data, dict) and "protocolSection" in data:
-        yield name, data
+    elif isinstance(data, dict) and STUDY_SECTIONS & set(data):
+        yield name, data  # a study record (validation names what is missing, e.g. protocolSection)
     elif isinstance(data, list):
         for i, study in enumerate(data):
             yield f"{name}: $[{i}]", study
