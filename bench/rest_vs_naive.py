@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -98,12 +98,10 @@ def screen_ours(base_url: str, ids: list[str], mapping: Any, as_of: date, narrow
     """narrow=False keeps the one batch per patient but drops `code=`/`date=ge` from the
     Observation search: it separates what the narrowing costs this server (sekmet's
     patient+code+date searches are slow) from what it saves on the wire."""
-    client = FhirClient(ServerConfig(name="bench", url=base_url, timeout=120))
+    client = FhirClient(ServerConfig(name="bench", url=base_url, timeout=120, narrow_observations=narrow))
     client.connect()  # metadata read once per run, like a scheduled run does
     source = RestSource(client)
     needs = data_needs(mapping, as_of)
-    if not narrow:
-        needs = replace(needs, observation_codes=frozenset(), observations_since=None)
     before = client.stats.snapshot()
     started = time.perf_counter()
     statuses = {}

@@ -12,6 +12,7 @@ Example::
     max_retries = 5
     retry_after_cap = 120 # seconds: longest Retry-After we will sleep
     concurrency = 4
+    narrow_observations = true   # code=/date=ge on Observation searches (see bench/README.md)
 
     [servers.hospital.auth]
     type = "smart"        # none | basic | bearer | smart
@@ -88,6 +89,9 @@ class ServerConfig:
     max_retries: int = 5
     retry_after_cap: float = 120.0
     concurrency: int = 4
+    # Send `code=`/`date=ge` on Observation searches. Fewer bytes, but some servers answer such
+    # searches slowly (bench/README.md): measure on yours and turn it off if so.
+    narrow_observations: bool = True
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property

@@ -240,6 +240,16 @@ def test_one_batch_fetches_a_patient_with_narrowed_observations():
 
 
 @responses.activate
+def test_narrowing_can_be_turned_off_per_server():
+    mock_metadata()
+    server = BatchServer({"Patient": searchset([res("Patient", "p1")]), "Observation": searchset([obs("o1")])})
+    responses.add_callback(responses.POST, BASE, callback=server)
+    client(narrow_observations=False).patient_resources("p1", NEEDS)
+    urls = {u.split("?")[0]: query_of(u) for u in server.requests[0]}
+    assert urls["Observation"] == {"patient": "p1", "_count": "50"}
+
+
+@responses.activate
 def test_next_links_of_batch_entries_are_followed():
     mock_metadata()
     page2 = f"{BASE}/Observation?patient=p1&_count=1&_offset=1"

@@ -233,7 +233,7 @@ class FhirClient:
                 continue
             base = [self._patient_param(caps, rtype, patient_id)]
             narrowing: Params = []
-            if rtype == "Observation":
+            if rtype == "Observation" and self.server.narrow_observations:
                 if needs.observation_codes and caps.supports_param(rtype, "code"):
                     narrowing.append(("code", ",".join(sorted(
                         f"{system}|{code}" if system else code for system, code in needs.observation_codes))))
