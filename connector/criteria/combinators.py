@@ -23,22 +23,23 @@ def _merge(status: str, chosen: list[Outcome]) -> Outcome:
     return Outcome(status, reason, tuple(dict.fromkeys(evidence)))
 
 
-def evaluate_all_of(rule: AllOf, ctx: EvalContext, evaluate: Evaluate) -> Outcome:
-    outcomes = [evaluate(child, ctx) for child in rule.rules]
-    for status in (NOT_MET, UNKNOWN):
+def _decide(outcomes: list[Outcome], precedence: tuple[str, str], otherwise: str) -> Outcome:
+    """The first status of `precedence` that any child has decides; else `otherwise`."""
+    for status in precedence:
         chosen = [o for o in outcomes if o.status == status]
         if chosen:
             return _merge(status, chosen)
-    return _merge(MET, outcomes)
+    return _merge(otherwise, outcomes)
+
+
+def evaluate_all_of(rule: AllOf, ctx: EvalContext, evaluate: Evaluate) -> Outcome:
+    """One child not met sinks it; else one unknown leaves it unknown."""
+    return _decide([evaluate(child, ctx) for child in rule.rules], (NOT_MET, UNKNOWN), MET)
 
 
 def evaluate_any_of(rule: AnyOf, ctx: EvalContext, evaluate: Evaluate) -> Outcome:
-    outcomes = [evaluate(child, ctx) for child in rule.rules]
-    for status in (MET, UNKNOWN):
-        chosen = [o for o in outcomes if o.status == status]
-        if chosen:
-            return _merge(status, chosen)
-    return _merge(NOT_MET, outcomes)
+    """One child met carries it; else one unknown leaves it unknown."""
+    return _decide([evaluate(child, ctx) for child in rule.rules], (MET, UNKNOWN), NOT_MET)
 
 
 def evaluate_not(rule: Not, ctx: EvalContext, evaluate: Evaluate) -> Outcome:
