@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from connector.config import Config
-from connector.errors import ConfigError, ConnectorError, MappingError, SourceError
+from connector.errors import ConfigError, ConnectorError, SourceError
 from connector.evaluation import evaluate_patient
 from connector.facts import PatientFacts
-from connector.mapping import data_needs, find_mapping, load_mapping
+from connector.mapping import data_needs, load_trial_mapping
 from connector.mapping.loader import display_name
 from connector.mapping.model import Mapping
 from connector.needs import DataNeeds
@@ -55,10 +55,7 @@ class TrialSpec:
 
     @classmethod
     def load(cls, trial: str, mapping_path: str | Path | None = None) -> "TrialSpec":
-        path = find_mapping(trial, mapping_path)
-        mapping = load_mapping(path)
-        if mapping.trial != trial:
-            raise MappingError(f"{display_name(path)}: maps {mapping.trial}, not {trial}")
+        path, mapping = load_trial_mapping(trial, mapping_path)
         return cls(trial, mapping, display_name(path), hashlib.sha256(path.read_bytes()).hexdigest())
 
 

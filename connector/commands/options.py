@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import re
+
 import click
 
 from connector.config import Config, load_config, resolve_store_url
+from connector.errors import ConfigError
 from connector.store import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,6 +27,17 @@ db_option: Callable[[F], F] = click.option(
     help="Store: a SQLite file or postgresql://... URL (default: env TRIAL_CONNECTOR_DB, "
          "else [store] url in the config, else ./trial-connector.db).",
 )
+
+
+NCT_ID = re.compile(r"^NCT\d{8}$")
+
+
+def trial_id(value: str) -> str:
+    """A `--trial` value as the mapping files name it (NCT + 8 digits), or a one-line error."""
+    trial = value.strip().upper()
+    if not NCT_ID.match(trial):
+        raise ConfigError(f"--trial {trial!r} is not an NCT id (NCT followed by 8 digits)")
+    return trial
 
 
 def command_config(ctx: click.Context) -> Config:

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import click
 
-from connector.commands.options import command_config, db_option, open_command_store
+from connector.commands.options import command_config, db_option, open_command_store, trial_id
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
 from connector.scheduled.progress import Progress
 from connector.trial_record import criteria_hash_warning, stored_criteria_text
 
-NCT_PATTERN = re.compile(r"^NCT\d{8}$")
 INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$")
 SHOWN_ERRORS = 20
 
@@ -46,10 +45,7 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
         group: str | None, patient_ids: tuple[str, ...], as_of, concurrency: int | None, work_dir: Path | None,
         site_country: str | None, db: str | None) -> int:
     """Screen a population against trials, store the results, report who is new."""
-    names = list(dict.fromkeys(t.strip().upper() for t in trials))
-    for trial in names:
-        if not NCT_PATTERN.match(trial):
-            raise ConfigError(f"--trial {trial!r} is not an NCT id (NCT followed by 8 digits)")
+    names = list(dict.fromkeys(trial_id(t) for t in trials))
     if since is not None and since != "auto" and not INSTANT.match(since):
         raise ConfigError(f"--since {since!r}: give 'auto' or an ISO instant such as 2026-01-31T00:00:00Z")
     if bulk and Path(source_arg).exists():

@@ -9,22 +9,20 @@ usage or mapping errors.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import date
 from pathlib import Path
 
 import click
 
-from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError, MappingError
+from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError
 from connector.evaluation import evaluate_patient
-from connector.commands.options import command_config, db_option, store_url
-from connector.mapping import data_needs, find_mapping, load_mapping
+from connector.commands.options import command_config, db_option, store_url, trial_id
+from connector.mapping import data_needs, load_trial_mapping
 from connector.mapping.loader import display_name
 from connector.results import ScreenReport
 from connector.trial_record import criteria_hash_warning, stored_criteria_text_at
 
 log = logging.getLogger(__name__)
-NCT_PATTERN = re.compile(r"^NCT\d{8}$")
 
 
 @click.command()
@@ -48,15 +46,10 @@ def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[s
     """Pre-screen patients for one trial: each criterion met / not met / unknown, with evidence."""
     from connector.sources import open_source  # the source layer pulls in HTTP only when needed
 
-    trial = trial.strip().upper()
-    if not NCT_PATTERN.match(trial):
-        raise ConnectorError(f"--trial {trial!r} is not an NCT id (NCT followed by 8 digits)")
+    trial = trial_id(trial)
     screening_date: date = as_of.date() if as_of else date.today()
-    path = find_mapping(trial, mapping_path)
-    mapping = load_mapping(path)
+    path, mapping = load_trial_mapping(trial, mapping_path)
     name = display_name(path)
-    if mapping.trial != trial:
-        raise MappingError(f"{name}: maps {mapping.trial}, not {trial}")
     warning = criteria_hash_warning(mapping, name, stored_criteria_text_at(store_url(ctx, db), trial), trial_record)
     if warning:
         click.echo(f"warning: {warning}", err=True)

@@ -79,6 +79,15 @@ def find_mapping(trial: str, mapping_path: str | Path | None = None) -> Path:
     raise MappingError(f"no mapping for {trial}: expected mappings/{trial}.yaml (or give --mapping PATH)")
 
 
+def load_trial_mapping(trial: str, mapping_path: str | Path | None = None) -> tuple[Path, Mapping]:
+    """The trial's mapping file and its content, checked to map that very trial."""
+    path = find_mapping(trial, mapping_path)
+    mapping = load_mapping(path)
+    if mapping.trial != trial:
+        raise MappingError(f"{display_name(path)}: maps {mapping.trial}, not {trial}")
+    return path, mapping
+
+
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))

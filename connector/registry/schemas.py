@@ -21,6 +21,8 @@ import jsonschema
 import jsonschema_rs
 import yaml
 
+from connector.mapping.loader import json_path
+
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 CTGOV_SPEC = SCHEMAS_DIR / "ctgov" / "ctg-oas-v2.yaml"
 TRIAL_SCHEMA = SCHEMAS_DIR / "trial.schema.json"
@@ -69,11 +71,7 @@ def _errors(name: str, instance: Any) -> list[str]:
     if errors:
         return errors
     # The two validators disagree (regex dialects, say): report what the fast one found.
-    return [f"{_path(e.instance_path)}: {_short(e.message)}" for e in fast.iter_errors(instance)]
-
-
-def _path(parts: Any) -> str:
-    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+    return [f"{json_path(e.instance_path)}: {_short(e.message)}" for e in fast.iter_errors(instance)]
 
 
 def summarise(errors: list[str]) -> str:
