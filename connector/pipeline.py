@@ -282,6 +282,16 @@ class ScheduledRun:
                 failures_in_a_row = 0
                 self._screen_or_record(run, pid, item, as_of)
             self.progress.advance()
+        if not seen and run.mode == FULL and ids is None:
+            self._check_not_vanished()
+
+    def _check_not_vanished(self) -> None:
+        """A full run that found nobody where the last one found many read a broken source (an
+        empty answer, an empty export): fail it, so it never becomes the base of `--since auto`."""
+        before = records.last_population(self.store, self.source_id, self.trials)
+        if before:
+            raise SourceError(f"{self.options.source}: the source gave no patients at all, but the last full run "
+                              f"read {before}; not accepting an empty population (check the server or export)")
 
     def _unchanged(self, pid: str, facts: PatientFacts, versions: dict[str, dict[str, Any]],
                    hashes: dict[str, str], as_of: str) -> bool:
