@@ -155,15 +155,20 @@ class ScheduledRun:
             return RunOutcome(final, resumed, records.run_errors(self.store, run.id), self.source_errors)
 
     def _resume_or_start(self) -> tuple[records.RunRow, bool]:
+        wanted = self._run_options()
         for old in records.interrupted_runs(self.store):
-            if sorted(old.trials) == sorted(self.trials) and old.source == self.source_id:
+            differs = self._differences(old, wanted)
+            if not differs:
                 log.info("resuming run %d (interrupted) from where it stopped", old.id)
                 return old, True
-            records.finish_run(self.store, old.id, records.ABANDONED, "interrupted; not resumed by a later run")
+            log.warning("run %d was interrupted, but with other options (%s); it is abandoned and a new run "
+                        "starts", old.id, ", ".join(differs))
+            records.finish_run(self.store, old.id, records.ABANDONED,
+                               f"interrupted; a later run with other options ({', '.join(differs)}) started anew")
         as_of = self.options.as_of or date.today()
         mode, since, reason = self._decide(as_of)
         plan: dict[str, Any] = {"bulk": self.options.bulk, "group": self.options.group, "reason": reason,
-                                "ids": self.options.patient_ids}
+                                "ids": self.options.patient_ids, "options": wanted}
         data_since = None
         if mode == INCREMENTAL and not self.is_local and since is not None:
             data_since, ids = self._changed_ids(as_of, since)
@@ -175,6 +180,27 @@ class ScheduledRun:
         run = records.get_run(self.store, run_id)
         assert run is not None
         return run, False
+
+    def _run_options(self) -> dict[str, Any]:
+        """What makes two runs the same run: a killed run is resumed only by the same command."""
+        o = self.options
+        return {"trials": sorted(self.trials), "source": self.source_id, "as_of": o.as_of.isoformat() if o.as_of else None,
+                "since": o.since, "bulk": o.bulk, "group": o.group,
+                "patients": sorted(set(o.patient_ids)) if o.patient_ids else None, "site_country": o.site_country}
+
+    @staticmethod
+    def _differences(old: records.RunRow, wanted: dict[str, Any]) -> list[str]:
+        """The options in which an interrupted run differs from this one (none: resume it)."""
+        if sorted(old.trials) != wanted["trials"]:
+            return ["--trial"]
+        if old.source != wanted["source"]:
+            return ["--source"]
+        before = (old.plan or {}).get("options")
+        if not isinstance(before, dict):  # a run from a version that did not record its options
+            return []
+        names = {"as_of": "--as-of", "since": "--since", "bulk": "--bulk", "group": "--group",
+                 "patients": "--patient", "site_country": "--site-country"}
+        return [flag for key, flag in names.items() if before.get(key) != wanted[key]]
 
     def _decide(self, as_of: date) -> tuple[str, str | None, str]:
         """(mode, since, why): see the module docstring."""

@@ -167,11 +167,29 @@ def test_interrupted_run_is_resumed_without_repeats(store, tmp_path: Path) -> No
     with pytest.raises(KeyboardInterrupt):
         run.execute()
     assert [r.status for r in records.interrupted_runs(store)] == ["running"]
-    resumed = execute(store, folder, as_of=date(2030, 1, 1))  # the resumed run keeps its own as-of date
+    resumed = execute(store, folder)  # the same command: continues where it stopped
     assert resumed.resumed and resumed.run.as_of == AS_OF.isoformat()
     assert resumed.run.screened == len(ids)
     rows = store.fetchall("SELECT COUNT(*) AS n FROM status_history")
     assert rows[0]["n"] == len(ids)
+
+
+@pytest.mark.parametrize("other", [{"as_of": date(2030, 1, 1)}, {"patient_ids": ["net01"]}, {"since": "auto"}],
+                         ids=["as-of", "patient", "since"])
+def test_an_interrupted_run_is_resumed_only_by_the_same_command(store, tmp_path: Path, caplog, other) -> None:  # noqa: ANN001
+    folder = tmp_path / "data"
+    write_cohort(folder)
+    run = ScheduledRun(store, Config(), RunOptions(trials=[TrialSpec.load(TRIAL)], source=str(folder), as_of=AS_OF))
+    run._screen = lambda *args: (_ for _ in ()).throw(KeyboardInterrupt)  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    (killed,) = records.interrupted_runs(store)
+    other = {"as_of": AS_OF, **other}
+    fresh = execute(store, folder, **other)
+    assert not fresh.resumed and fresh.run.id != killed.id
+    assert fresh.run.as_of == other["as_of"].isoformat()
+    assert records.get_run(store, killed.id).status == "abandoned"
+    assert f"run {killed.id} was interrupted, but with other options" in caplog.text
 
 
 def test_lock_held_means_locked_error(store_url: str, tmp_path: Path) -> None:
