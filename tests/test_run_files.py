@@ -304,3 +304,20 @@ def test_cli_run_warns_when_the_synced_criteria_text_moved_on(cli_store, tmp_pat
                             "--since", "auto", "--db", db)
     assert code == 0 and "warning: mapping mappings/NCT05773274.yaml" in err and "synced in the store" in err
     assert "screened 18" in out  # the registry's re-screen marker: every earlier flag is re-screened
+
+
+def test_the_lock_is_the_store_s_not_the_spelling_of_its_path(store_url: str, tmp_path: Path, monkeypatch) -> None:
+    """A symlink, a relative path or another URL spelling of the same store is the same lock."""
+    folder = tmp_path / "data"
+    write_cohort(folder)
+    if store_url.startswith("postgresql"):
+        others = [store_url + "&application_name=other-spelling"]
+    else:
+        (tmp_path / "link.db").symlink_to(store_url)
+        monkeypatch.chdir(tmp_path)
+        others = [str(tmp_path / "link.db"), "store.db", "./link.db"]
+    with open_store(store_url) as first:
+        with run_lock(first):
+            for other in others:
+                with open_store(other) as second, pytest.raises(LockedError):
+                    execute(second, folder)
