@@ -19,10 +19,11 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from connector import __version__
 from connector.config import ServerConfig
-from connector.errors import SourceError
+from connector.errors import ResourceError, SourceError
 from connector.retry import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ SAFE_QUERY_PARAMS = frozenset({
     "page", "pageSize", "pageToken", "ct", "_cursor",
 })
 _MAX_DIAGNOSTICS = 500
+CHUNK_BYTES = 1 << 16
 _MAX_URL_IN_MESSAGE = 300
 
 
@@ -129,7 +131,7 @@ def response_diagnostics(response: requests.Response) -> str | None:
     a short plain-text body. Never the request (which carries credentials)."""
     try:
         body = json.loads(response.content) if response.content else None
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if body is not None:
         return outcome_text(body)
@@ -154,6 +156,8 @@ def _with_params(url: str, params: Any) -> str:
 
 def _network_reason(exc: BaseException) -> str:
     """A short cause for a network failure, without the URL that requests puts in its messages."""
+    if isinstance(exc, DeadlineExceeded):
+        return "timed out (the whole answer took longer than the timeout)"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return "connection timed out"
     if isinstance(exc, requests.exceptions.ReadTimeout):
@@ -171,6 +175,34 @@ def _network_reason(exc: BaseException) -> str:
             stack.extend(a for a in item.args if isinstance(a, BaseException))
             stack.extend(x for x in (item.__cause__, item.__context__, getattr(item, "reason", None)) if x)
     return exc.__class__.__name__
+
+
+class DeadlineExceeded(requests.exceptions.ReadTimeout):
+    """The whole answer did not arrive within `timeout`, though each piece came in time."""
+
+
+def read_body_by(response: requests.Response, deadline: float) -> None:
+    """Read a streamed response's body completely by `deadline` (a time.monotonic value).
+
+    `requests` applies its timeout to each socket read, so a server sending a byte every few
+    seconds holds a request for hours; this bounds the whole answer. The body is then available
+    as `response.content`, as if it had not been streamed."""
+    chunks: list[bytes] = []
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                response.close()
+                raise DeadlineExceeded("answer not complete within the timeout")
+            chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from exc
+    response._content = b"".join(chunks)  # noqa: SLF001 - what requests itself sets after reading
+    response._content_consumed = True  # noqa: SLF001
 
 
 class HttpClient:
@@ -255,9 +287,12 @@ class HttpClient:
             if data_factory is not None:
                 kwargs["data"] = data_factory()
             started = time.monotonic()
+            streamed = bool(kwargs.get("stream"))
             try:
                 response = self.session.request(method, url, headers=send_headers, timeout=timeout,
-                                                verify=self.server.verify, **kwargs)
+                                                verify=self.server.verify, **{**kwargs, "stream": True})
+                if not streamed:
+                    read_body_by(response, started + timeout)
             except requests.exceptions.SSLError:
                 self.stats.count(0, retry=attempt > 1)
                 raise SourceError(f"{method} {shown}: TLS verification failed (set ca_bundle for a private CA; "
@@ -274,7 +309,7 @@ class HttpClient:
                 continue
             except requests.exceptions.RequestException as exc:
                 raise SourceError(f"{method} {shown}: {exc.__class__.__name__}") from None
-            received = len(response.content) if not kwargs.get("stream") else int(
+            received = len(response.content) if not streamed else int(
                 response.headers.get("Content-Length") or 0)
             self.stats.count(received, retry=attempt > 1)
             status = response.status_code
@@ -318,6 +353,9 @@ class HttpClient:
             kind = response.headers.get("Content-Type", "no content type")
             raise SourceError(f"{response.request.method} {redact_url(response.url)}: response is not valid JSON "
                               f"({kind}; {exc.__class__.__name__} at character {getattr(exc, 'pos', '?')})") from None
+        except RecursionError:
+            raise ResourceError(f"{response.request.method} {redact_url(response.url)}: the response's JSON is "
+                                "nested too deeply") from None
 
     def get_json(self, url: str, params: Mapping[str, Any] | list[tuple[str, str]] | None = None,
                  **kwargs: Any) -> Any:
