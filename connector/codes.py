@@ -3,6 +3,10 @@
 Why: the same concept reaches us as `http://loinc.org` or `urn:oid:2.16.840.1.113883.6.1`, and
 ICD-10 codes as `C7A.012` or `C7A012`; comparing raw strings would miss real matches. Mappings
 may name systems by short alias (`loinc`, `snomed`, `icd-10-cm`, `rxnorm`) for readability.
+Sources canonicalise every coding's system as they read it (connector.parse), so filters and
+criteria compare canonical URIs only. `match: descendants` expands an ICD-10-CM code to its
+whole subtree from the maintained code table of `simple-icd-10-cm` (offline, at load time),
+rather than by string prefix (`I50` must not match a hypothetical `I500`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,19 @@ SYSTEM_ALIASES = {
     "urn:oid:2.16.840.1.113883.6.3": ICD10,
     "urn:oid:2.16.840.1.113883.6.88": RXNORM,
     "http://snomed.info/sct/": SNOMED,
+    "https://loinc.org": LOINC,
+    "http://www.loinc.org": LOINC,
+    "https://snomed.info/sct": SNOMED,
+    "http://hl7.org/fhir/sid/icd-10-us": ICD10CM,
+    "http://hl7.org/fhir/sid/icd10cm": ICD10CM,
+    "http://hl7.org/fhir/sid/icd10": ICD10,
+    "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
+    "https://www.nlm.nih.gov/research/umls/rxnorm": RXNORM,
 }
+# The OIDs servers may store instead of the URI: REST code searches ask for both forms.
+SYSTEM_OIDS = {LOINC: "urn:oid:2.16.840.1.113883.6.1", SNOMED: "urn:oid:2.16.840.1.113883.6.96",
+               ICD10CM: "urn:oid:2.16.840.1.113883.6.90", ICD10: "urn:oid:2.16.840.1.113883.6.3",
+               RXNORM: "urn:oid:2.16.840.1.113883.6.88"}
 _ICD_SYSTEMS = {ICD10CM, ICD10}
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
@@ -42,7 +58,8 @@ def canonical_system(system: str | None) -> str | None:
     if system is None:
         return None
     text = system.strip()
-    return SYSTEM_ALIASES.get(text.lower(), SYSTEM_ALIASES.get(text, text.rstrip("/")))
+    found = SYSTEM_ALIASES.get(text.lower()) or SYSTEM_ALIASES.get(text.lower().rstrip("/"))
+    return found or text.rstrip("/")
 
 
 def normalize_code(system: str | None, code: str) -> str:
@@ -71,8 +88,15 @@ class CodeSet:
     prefix: bool = False
 
     @classmethod
-    def of(cls, system: str, codes: list[str] | tuple[str, ...], prefix: bool = False) -> "CodeSet":
+    def of(cls, system: str, codes: list[str] | tuple[str, ...], prefix: bool = False,
+           descendants: bool = False) -> "CodeSet":
+        """`descendants`: each ICD-10-CM code with its whole subtree (ValueError for another
+        system or a code the table does not know)."""
         canonical = canonical_system(system) or system
+        if descendants:
+            if canonical != ICD10CM:
+                raise ValueError("match: descendants is available for ICD-10-CM only")
+            codes = [c for code in codes for c in icd10cm_subtree(code)]
         return cls(canonical, frozenset(normalize_code(canonical, c) for c in codes), prefix)
 
     def matches(self, coding: Coding) -> bool:
@@ -86,6 +110,29 @@ class CodeSet:
     def pairs(self) -> frozenset[tuple[str, str]]:
         """(system, code) pairs for narrowing server searches (exact codes only)."""
         return frozenset((self.system, c) for c in self.codes)
+
+
+def icd10cm_subtree(code: str) -> list[str]:
+    """An ICD-10-CM code and all its descendants, from the `simple-icd-10-cm` code table."""
+    import simple_icd_10_cm as table  # ~0.3 s to load its tables: only mappings that use it pay
+
+    if not table.is_valid_item(code):
+        raise ValueError(f"{code!r} is not in the ICD-10-CM code table")
+    return [code, *table.get_descendants(code)]
+
+
+def search_tokens(pairs: frozenset[tuple[str, str]] | set[tuple[str, str]]) -> list[str]:
+    """`system|code` tokens for a FHIR `code=` search: each code under its URI and, for the
+    common systems, under its OID too, since a server matches the system as stored."""
+    tokens = set()
+    for system, code in pairs:
+        if not system:
+            tokens.add(code)
+            continue
+        tokens.add(f"{system}|{code}")
+        if system in SYSTEM_OIDS:
+            tokens.add(f"{SYSTEM_OIDS[system]}|{code}")
+    return sorted(tokens)
 
 
 def first_match(code_sets: tuple[CodeSet, ...], codings: tuple[Coding, ...]) -> Coding | None:

@@ -6,8 +6,12 @@ Polarity and review rules live here, not in the evaluators:
 - `review_if_found` turns a found exclusion into unknown/manual (treated brain metastases are
   allowed, so a person decides); `defer_if_not_met` does the same for a failed inclusion when a
   condition applies (bilirubin >= 1.5 x ULN with Gilbert's syndrome);
+- an exclusion whose only matches are unconfirmed diagnoses goes to review (unknown/manual);
 - an evaluator that fails unexpectedly yields unknown/`error` for that criterion only, named
-  in the patient's errors (never with patient values): one bad record never sinks a run.
+  in the patient's errors (never with patient values): one bad record never sinks a run;
+- a patient with errors is never a `candidate` (what could not be read may exclude them);
+- a patient deceased on or before the screening date is `excluded`, every criterion `not_met`
+  with reason `deceased`, and no arm option is offered.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from connector.results import (
     UNKNOWN,
     ArmResult,
     CriterionResult,
+    Evidence,
     ExcludedOption,
     PatientResult,
     overall_status,
@@ -34,11 +39,23 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_patient(mapping: Mapping, facts: PatientFacts, as_of: date, site_country: str = "US") -> PatientResult:
+    if facts.deceased_by(as_of):
+        return _deceased(mapping, facts)
     ctx = EvalContext(facts, as_of, site_country)
     errors = list(facts.errors)
     criteria = tuple(_safe_criterion(criterion, ctx, errors) for criterion in mapping.criteria)
     arms = tuple(_safe_arm(arm, ctx, errors) for arm in mapping.arms)
-    return PatientResult(facts.reference, overall_status(criteria), criteria, arms, tuple(errors))
+    return PatientResult(facts.reference, overall_status(criteria, bool(errors)), criteria, arms, tuple(errors))
+
+
+def _deceased(mapping: Mapping, facts: PatientFacts) -> PatientResult:
+    """Nothing about a dead patient is reported as eligible: every criterion not met, no option."""
+    evidence = (Evidence(facts.reference, "deceased", None,
+                         facts.deceased_on.isoformat() if facts.deceased_on else None),)
+    criteria = tuple(CriterionResult(c.id, NOT_MET, "deceased", evidence) for c in mapping.criteria)
+    arms = tuple(ArmResult(arm.label, (), tuple(ExcludedOption(o.name, "patient deceased") for o in arm.options))
+                 for arm in mapping.arms)
+    return PatientResult(facts.reference, overall_status(criteria), criteria, arms, tuple(facts.errors))
 
 
 def _safe_criterion(criterion: Criterion, ctx: EvalContext, errors: list[str]) -> CriterionResult:
@@ -62,6 +79,8 @@ def evaluate_criterion(criterion: Criterion, ctx: EvalContext) -> CriterionResul
 
 
 def _apply_polarity(criterion: Criterion, raw: Outcome) -> Outcome:
+    if criterion.type == "exclusion" and raw.status == UNKNOWN and raw.reason == "unconfirmed":
+        return unknown("manual", raw.evidence)
     if criterion.type == "inclusion" or raw.status == UNKNOWN:
         return raw
     if raw.status == MET:  # the disqualifying finding is present

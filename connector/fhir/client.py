@@ -26,7 +26,9 @@ from connector.fhir.auth import build_auth
 from connector.fhir.capabilities import Capabilities
 from connector.fhir.http import Auth, FhirRequestError, HttpClient, HttpStats, outcome_text, redact_url
 from connector.needs import EVERYTHING, DataNeeds
+from connector.codes import search_tokens
 from connector.parse import reference_id
+from connector.versions import newer_copy
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,12 @@ _MEDICATION_CACHE_MAX = 10_000
 _IDS_PER_SEARCH = 50  # keeps `Medication?_id=a,b,...` URLs short
 
 Params = list[tuple[str, str]]
+
+
+def _version_key(resource: dict[str, Any]) -> str:
+    """Which version of a resource this is, as the server labels it (for de-duplicating pages)."""
+    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    return f"{meta.get('versionId')}|{meta.get('lastUpdated')}"
 
 
 def check_id(rtype: str, rid: str) -> str:
@@ -147,7 +155,7 @@ class FhirClient:
         first = self.http.get_json(rtype, params=params)
         yield from self.walk_pages(first, f"{rtype} search")
 
-    def walk_pages(self, bundle: Any, label: str, seen: set[tuple[str, str]] | None = None) -> Iterator[dict[str, Any]]:
+    def walk_pages(self, bundle: Any, label: str, seen: set[tuple[str, str, str]] | None = None) -> Iterator[dict[str, Any]]:
         """The resources of a searchset Bundle and of every page after it."""
         seen = set() if seen is None else seen
         visited: set[str] = set()
@@ -167,7 +175,7 @@ class FhirClient:
             visited.add(next_url)
             bundle = self.http.get_json(next_url)
 
-    def _entries(self, bundle: dict[str, Any], label: str, seen: set[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    def _entries(self, bundle: dict[str, Any], label: str, seen: set[tuple[str, str, str]]) -> Iterator[dict[str, Any]]:
         duplicates = 0
         for entry in bundle.get("entry") or []:
             resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -182,11 +190,12 @@ class FhirClient:
             if not isinstance(rtype, str) or not isinstance(rid, str):
                 log.warning("%s: skipped an entry without resourceType/id", label)
                 continue
-            if (rtype, rid) in seen:
+            version = _version_key(resource)
+            if (rtype, rid, version) in seen:
                 duplicates += 1
                 continue
-            seen.add((rtype, rid))
-            yield resource
+            seen.add((rtype, rid, version))
+            yield resource  # another version of a resource already seen: patient_resources keeps the newer
         if duplicates:
             log.debug("%s: %d repeated entries dropped (offset paging while data changed)", label, duplicates)
 
@@ -235,8 +244,7 @@ class FhirClient:
             narrowing: Params = []
             if rtype == "Observation" and self.server.narrow_observations:
                 if needs.observation_codes and caps.supports_param(rtype, "code"):
-                    narrowing.append(("code", ",".join(sorted(
-                        f"{system}|{code}" if system else code for system, code in needs.observation_codes))))
+                    narrowing.append(("code", ",".join(search_tokens(needs.observation_codes))))
                 if needs.observations_since and caps.supports_param(rtype, "date"):
                     narrowing.append(("date", f"ge{needs.observations_since.isoformat()}"))
             queries.append(self._query(rtype, base, narrowing))
@@ -275,7 +283,8 @@ class FhirClient:
     @staticmethod
     def _collect(resources: Iterable[dict[str, Any]], found: dict[tuple[str, str], dict[str, Any]]) -> None:
         for resource in resources:
-            found.setdefault((resource["resourceType"], resource["id"]), resource)
+            key = (resource["resourceType"], resource["id"])
+            found[key] = newer_copy(found[key], resource) if key in found else resource
 
     def _run_batch(self, queries: list[Query], found: dict[tuple[str, str], dict[str, Any]]) -> None:
         """All searches in one `batch` Bundle; each entry's pages are then followed on their own."""

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from connector.bundles import resolve_bundle
+from connector.codes import canonical_system
 from connector.errors import ConnectorError, ResourceError
 from connector.facts import PatientFacts
 from connector.needs import DataNeeds
@@ -44,14 +46,16 @@ def _open_text(path: Path) -> IO[str]:
     return path.open(encoding="utf-8")
 
 
-def iter_resources(path: Path, errors: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(location, resource) for every resource in the files; unreadable ones go to `errors`."""
+def iter_resources(path: Path, errors: list[str],
+                   patient_errors: dict[str, list[str]] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(location, resource) for every resource in the files; unreadable ones go to `errors`,
+    or to `patient_errors[patient id]` when they belong to a one-patient Bundle."""
     for file in fhir_files(path):
         try:
             if ".ndjson" in file.name:
                 yield from _ndjson_resources(file, errors)
             else:
-                yield from _json_resources(file, errors)
+                yield from _json_resources(file, errors, patient_errors)
         except (OSError, UnicodeDecodeError, EOFError) as exc:
             errors.append(f"{file}: cannot read: {exc.__class__.__name__}")
 
@@ -71,7 +75,8 @@ def _ndjson_resources(file: Path, errors: list[str]) -> Iterator[tuple[str, dict
                 yield location, resource
 
 
-def _json_resources(file: Path, errors: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+def _json_resources(file: Path, errors: list[str],
+                    patient_errors: dict[str, list[str]] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     with _open_text(file) as handle:
         try:
             data = json.load(handle)
@@ -79,15 +84,29 @@ def _json_resources(file: Path, errors: list[str]) -> Iterator[tuple[str, dict[s
             errors.append(f"{file}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
             return
     if isinstance(data, dict) and data.get("resourceType") == "Bundle":
-        for i, entry in enumerate(data.get("entry") or []):
-            resource = entry.get("resource") if isinstance(entry, dict) else None
+        entries, unresolved = resolve_bundle(data)
+        patients = [r["id"] for _, r in entries if isinstance(r, dict) and r.get("resourceType") == "Patient"
+                    and isinstance(r.get("id"), str)]
+        for i, resource in entries:
             location = f"{file}: entry[{i}]"
             if resource is None:
                 errors.append(f"{location}: entry without resource")
             elif _checked(resource, location, errors):
+                if i in unresolved:
+                    _dangling(resource, unresolved[i], patients, patient_errors)
                 yield location, resource
     elif _checked(data, str(file), errors):
         yield str(file), data
+
+
+def _dangling(resource: dict[str, Any], references: list[str], patients: list[str],
+              patient_errors: dict[str, list[str]] | None) -> None:
+    """A subject that names nothing in its Bundle: the patient's error when the Bundle holds one
+    patient (it is that patient's record); otherwise the source reports it has no subject."""
+    if len(patients) == 1 and patient_errors is not None and patient_id_of(resource) is None:
+        patient_errors.setdefault(patients[0], []).append(
+            f"{resource['resourceType']}/{resource['id']}: reference {', '.join(references)} resolves nowhere "
+            "in its Bundle; not used")
 
 
 def _checked(resource: Any, location: str, errors: list[str]) -> bool:
@@ -113,7 +132,7 @@ def wanted(resource: dict[str, Any], needs: DataNeeds) -> bool:
     if rtype == "Observation" and needs.observation_codes:
         code = resource.get("code")
         codings = code.get("coding") if isinstance(code, dict) else None
-        return any(isinstance(c, dict) and (c.get("system"), c.get("code")) in needs.observation_codes
+        return any(isinstance(c, dict) and (canonical_system(c.get("system")), c.get("code")) in needs.observation_codes
                    for c in codings or [])
     return True
 
@@ -166,6 +185,7 @@ class FileSource:
     def __init__(self, path: Path):
         self.path = path
         self.errors: list[str] = []
+        self.patient_errors: dict[str, list[str]] = {}  # problems that belong to one patient's result
         self.patient_count: int | None = None
 
     def describe(self) -> str:
@@ -185,7 +205,7 @@ class FileSource:
             spill.close()
 
     def _load(self, spill: _Spill, needs: DataNeeds) -> None:
-        for location, resource in iter_resources(self.path, self.errors):
+        for location, resource in iter_resources(self.path, self.errors, self.patient_errors):
             if not wanted(resource, needs):
                 continue
             pid = patient_id_of(resource)
@@ -193,14 +213,17 @@ class FileSource:
                 spill.add(pid, resource)
             elif resource["resourceType"] == "Medication":
                 spill.shared.append(resource)
-            elif resource["resourceType"] in PATIENT_FIELDS:
+            elif resource["resourceType"] in PATIENT_FIELDS and not self._placed_as_error(resource):
                 self.errors.append(f"{location}: {resource['resourceType']}/{resource['id']} has no Patient subject")
         spill.finish()
         for message in self.errors[:_MAX_ERRORS_LOGGED]:
             log.warning("%s", message)
 
-    @staticmethod
-    def _facts(spill: _Spill, pid: str) -> PatientFacts | ConnectorError:
+    def _placed_as_error(self, resource: dict[str, Any]) -> bool:
+        prefix = f"{resource['resourceType']}/{resource['id']}: "
+        return any(m.startswith(prefix) for messages in self.patient_errors.values() for m in messages)
+
+    def _facts(self, spill: _Spill, pid: str) -> PatientFacts | ConnectorError:
         resources, digest = spill.resources(pid)
         if not any(r["resourceType"] == "Patient" for r in resources):
             if not resources:
@@ -212,5 +235,6 @@ class FileSource:
             facts = patient_facts(pid, resources + spill.shared)
         except ConnectorError as exc:
             return exc
+        facts.errors.extend(self.patient_errors.get(pid, []))
         facts.data_version = digest
         return facts
