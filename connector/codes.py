@@ -4,9 +4,10 @@ Why: the same concept reaches us as `http://loinc.org` or `urn:oid:2.16.840.1.11
 ICD-10 codes as `C7A.012` or `C7A012`; comparing raw strings would miss real matches. Mappings
 may name systems by short alias (`loinc`, `snomed`, `icd-10-cm`, `rxnorm`) for readability.
 Sources canonicalise every coding's system as they read it (connector.parse), so filters and
-criteria compare canonical URIs only. `match: descendants` expands an ICD-10-CM code to its
-whole subtree from the maintained code table of `simple-icd-10-cm` (offline, at load time),
-rather than by string prefix (`I50` must not match a hypothetical `I500`).
+criteria compare canonical URIs only. `match: descendants` takes an ICD-10-CM code with its
+whole subtree from the maintained code table of `simple-icd-10-cm` (offline), rather than by
+string prefix (`I50` must not match an invented `I500`). The table takes ~3 s to load, so it is
+consulted only when a patient's code starts like one of the set's codes.
 """
 
 from __future__ import annotations
@@ -81,23 +82,27 @@ def normalize_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class CodeSet:
-    """Codes of one system; `prefix` lets `C7A.0` match `C7A.012` (ICD hierarchies)."""
+    """Codes of one system; `prefix` lets `C7A.0` match `C7A.012` as text, `descendants` lets
+    `I50` match `I50.810` when the ICD-10-CM table says it is below it."""
 
     system: str
     codes: frozenset[str]
     prefix: bool = False
+    descendants: bool = False
 
     @classmethod
     def of(cls, system: str, codes: list[str] | tuple[str, ...], prefix: bool = False,
            descendants: bool = False) -> "CodeSet":
-        """`descendants`: each ICD-10-CM code with its whole subtree (ValueError for another
-        system or a code the table does not know)."""
+        """ValueError for `descendants` on a system other than ICD-10-CM or a malformed code."""
         canonical = canonical_system(system) or system
+        normalized = frozenset(normalize_code(canonical, c) for c in codes)
         if descendants:
             if canonical != ICD10CM:
                 raise ValueError("match: descendants is available for ICD-10-CM only")
-            codes = [c for code in codes for c in icd10cm_subtree(code)]
-        return cls(canonical, frozenset(normalize_code(canonical, c) for c in codes), prefix)
+            bad = sorted(c for c in normalized if not _ICD10CM_SHAPE.match(c))
+            if bad:
+                raise ValueError(f"{bad[0]!r} is not an ICD-10-CM code")
+        return cls(canonical, normalized, prefix, descendants)
 
     def matches(self, coding: Coding) -> bool:
         if coding.code is None or canonical_system(coding.system) != self.system:
@@ -105,20 +110,23 @@ class CodeSet:
         code = normalize_code(self.system, coding.code)
         if code in self.codes:
             return True
-        return self.prefix and any(code.startswith(c) for c in self.codes)
+        if self.prefix and any(code.startswith(c) for c in self.codes):
+            return True
+        return self.descendants and any(code.startswith(c) and icd10cm_is_below(code, c) for c in self.codes)
 
     def pairs(self) -> frozenset[tuple[str, str]]:
         """(system, code) pairs for narrowing server searches (exact codes only)."""
         return frozenset((self.system, c) for c in self.codes)
 
 
-def icd10cm_subtree(code: str) -> list[str]:
-    """An ICD-10-CM code and all its descendants, from the `simple-icd-10-cm` code table."""
-    import simple_icd_10_cm as table  # ~0.3 s to load its tables: only mappings that use it pay
+_ICD10CM_SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z]{1,5}$")
 
-    if not table.is_valid_item(code):
-        raise ValueError(f"{code!r} is not in the ICD-10-CM code table")
-    return [code, *table.get_descendants(code)]
+
+def icd10cm_is_below(code: str, ancestor: str) -> bool:
+    """Whether the ICD-10-CM table puts `code` below `ancestor` (codes with or without dots)."""
+    import simple_icd_10_cm as table  # loads its tables on import (~3 s): only when needed
+
+    return table.is_valid_item(code) and table.is_valid_item(ancestor) and table.is_descendant(code, ancestor)
 
 
 def search_tokens(pairs: frozenset[tuple[str, str]] | set[tuple[str, str]]) -> list[str]:

@@ -5,7 +5,8 @@ Polarity and review rules live here, not in the evaluators:
   absent one `met` (e.g. no brain metastases on record -> met, reason no-record);
 - `review_if_found` turns a found exclusion into unknown/manual (treated brain metastases are
   allowed, so a person decides); `defer_if_not_met` does the same for a failed inclusion when a
-  condition applies (bilirubin >= 1.5 x ULN with Gilbert's syndrome);
+  condition applies or a person must check whether it does (bilirubin >= 1.5 x ULN with
+  Gilbert's syndrome, or a Condition whose text names it);
 - an exclusion whose only matches are unconfirmed diagnoses goes to review (unknown/manual);
 - an evaluator that fails unexpectedly yields unknown/`error` for that criterion only, named
   in the patient's errors (never with patient values): one bad record never sinks a run;
@@ -73,7 +74,7 @@ def evaluate_criterion(criterion: Criterion, ctx: EvalContext) -> CriterionResul
     outcome = _apply_polarity(criterion, raw)
     if outcome.status == NOT_MET and criterion.type == "inclusion" and criterion.defer_if_not_met is not None:
         deferral = evaluate_rule(criterion.defer_if_not_met, ctx)
-        if deferral.status == MET:
+        if deferral.status == MET or (deferral.status == UNKNOWN and deferral.reason == "manual"):
             outcome = unknown("manual", outcome.evidence + deferral.evidence)
     return CriterionResult(criterion.id, outcome.status, outcome.reason, outcome.evidence)
 

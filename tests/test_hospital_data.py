@@ -432,10 +432,18 @@ def test_a_man_with_a_tumour_secreted_hcg_is_not_excluded(tmp_path):
 # ---- 10. text-only records -------------------------------------------------------------------------
 
 def test_a_text_only_diagnosis_goes_to_review(tmp_path):
-    text_only = condition(P, f"{P}-brain", {"text": "Metastatic NET to brain (MRI 10/2026)"})
+    text_only = condition(P, f"{P}-brain", {"text": "Brain metastases of NET (MRI 10/2026)"})
     result = screen(tmp_path, text_only)
     assert outcome(result, "no_brain_metastases") == ("unknown", "manual")
-    assert result.criterion("no_brain_metastases").evidence[0].value == "Metastatic NET to brain (MRI 10/2026)"
+    assert result.criterion("no_brain_metastases").evidence[0].value == "Brain metastases of NET (MRI 10/2026)"
+
+
+def test_a_gilbert_syndrome_coded_only_in_snomed_sends_a_high_bilirubin_to_review(tmp_path):
+    high = lab(P, f"{P}-bili", "1975-2", 2.1, "mg/dL", LAB_TIME, high=1.2)
+    gilbert = condition(P, f"{P}-gilbert", {"coding": [{"system": SNOMED, "code": "27503000",
+                                                        "display": "Gilbert's syndrome"}]})
+    assert outcome(screen(tmp_path, high), "bilirubin") == ("not_met", "value")
+    assert outcome(screen(tmp_path / "2", high, gilbert), "bilirubin") == ("unknown", "manual")
 
 
 def test_text_of_an_unrelated_condition_is_no_record(tmp_path):
@@ -480,3 +488,29 @@ def test_a_medication_reference_that_resolves_nowhere_is_an_error_on_the_patient
 
 
 LUTATHERA_LAST = "2024-01-19T09:45:00-05:00"
+
+
+def test_descendants_come_from_the_icd10cm_table_not_a_string_prefix():
+    from connector.codes import CodeSet
+    from connector.facts import Coding
+
+    heart_failure = CodeSet.of("icd-10-cm", ["I50"], descendants=True)
+    assert heart_failure.matches(Coding("urn:oid:2.16.840.1.113883.6.90", "I50810"))
+    assert heart_failure.matches(Coding(ICD10CM, "I50.9"))
+    assert not heart_failure.matches(Coding(ICD10CM, "I500"))  # starts like I50, but no such code
+    assert not heart_failure.matches(Coding(ICD10, "I50.9"))  # another system
+    with pytest.raises(ValueError, match="ICD-10-CM only"):
+        CodeSet.of("snomed", ["84114007"], descendants=True)
+
+
+def test_a_mapping_asking_descendants_of_another_system_is_refused(tmp_path):
+    from connector.errors import MappingError
+    from connector.mapping import load_mapping
+
+    text = (Path(__file__).resolve().parents[1] / "mappings" / "NCT05773274.yaml").read_text()
+    bad = text.replace("- {system: icd-10-cm, codes: [I50], match: descendants}",
+                       "- {system: snomed, codes: ['84114007'], match: descendants}")
+    assert bad != text
+    (tmp_path / "NCT05773274.yaml").write_text(bad)
+    with pytest.raises(MappingError, match="descendants is available for ICD-10-CM only"):
+        load_mapping(tmp_path / "NCT05773274.yaml")
