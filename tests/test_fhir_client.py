@@ -92,6 +92,19 @@ def test_entries_repeated_across_pages_are_returned_once():
 
 
 @responses.activate
+def test_a_resource_updated_between_pages_is_kept_at_its_newer_version():
+    v1 = obs("o2") | {"meta": {"versionId": "9", "lastUpdated": "2026-11-07T09:00:00.000-05:00"}}
+    v2 = obs("o2") | {"status": "corrected", "meta": {"versionId": "10", "lastUpdated": "2026-11-07T16:30:00Z"}}
+    responses.get(f"{BASE}/Observation", match=[matchers.query_param_matcher({"_count": "2"})],
+                  json=searchset([obs("o1"), v2], f"{BASE}/Observation?_count=2&_offset=2"))
+    responses.get(f"{BASE}/Observation", match=[matchers.query_param_matcher({"_count": "2", "_offset": "2"})],
+                  json=searchset([v1, obs("o3")]))
+    found: dict = {}
+    FhirClient._collect(client(page_size=2).search("Observation"), found)
+    assert found[("Observation", "o2")]["meta"]["versionId"] == "10"  # by lastUpdated; "9" > "10" as text
+
+
+@responses.activate
 def test_relative_next_links_and_outcome_entries():
     page1 = searchset([obs("o1")], "Observation?_count=1&_offset=1")
     page1["entry"].append({"resource": {"resourceType": "OperationOutcome", "issue": [
