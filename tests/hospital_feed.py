@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 from fhir.resources.R4B import get_fhir_model_class
 
 from connector.config import Config
@@ -31,6 +32,8 @@ from connector.sources import FileSource, open_source
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2026, 11, 16)
 SEED = load_mapping(ROOT / "mappings" / "NCT05773274.yaml")
+_RESULTS = json.loads((ROOT / "schemas" / "result.schema.json").read_text(encoding="utf-8"))
+PATIENT_RESULT_SCHEMA = {"$ref": "#/$defs/patient", "$defs": _RESULTS["$defs"]}
 
 LOINC = "http://loinc.org"
 LOINC_OID = "urn:oid:2.16.840.1.113883.6.1"
@@ -252,8 +255,15 @@ def screen_server(server: Any, patient_ids: list[str], mapping: Any = SEED) -> d
 
 
 def _screen(stream: Iterable[tuple[str, Any]], mapping: Any) -> dict[str, PatientResult | Exception]:
-    return {pid: facts if isinstance(facts, Exception) else evaluate_patient(mapping, facts, AS_OF)
-            for pid, facts in stream}
+    """Each patient's result, checked against schemas/result.schema.json (every reason is declared)."""
+    results: dict[str, PatientResult | Exception] = {}
+    for pid, facts in stream:
+        if isinstance(facts, Exception):
+            results[pid] = facts
+            continue
+        results[pid] = evaluate_patient(mapping, facts, AS_OF)
+        jsonschema.validate(results[pid].to_json(), PATIENT_RESULT_SCHEMA)
+    return results
 
 
 def outcome(result: PatientResult | Exception, criterion: str) -> tuple[str, str]:
