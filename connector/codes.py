@@ -3,6 +3,11 @@
 Why: the same concept reaches us as `http://loinc.org` or `urn:oid:2.16.840.1.113883.6.1`, and
 ICD-10 codes as `C7A.012` or `C7A012`; comparing raw strings would miss real matches. Mappings
 may name systems by short alias (`loinc`, `snomed`, `icd-10-cm`, `rxnorm`) for readability.
+Sources canonicalise every coding's system as they read it (connector.parse), so filters and
+criteria compare canonical URIs only. `match: descendants` takes an ICD-10-CM code with its
+whole subtree from the maintained code table of `simple-icd-10-cm` (offline), rather than by
+string prefix (`I50` must not match an invented `I500`). The table takes ~3 s to load, so it is
+consulted only when a patient's code starts like one of the set's codes.
 """
 
 from __future__ import annotations
@@ -32,7 +37,19 @@ SYSTEM_ALIASES = {
     "urn:oid:2.16.840.1.113883.6.3": ICD10,
     "urn:oid:2.16.840.1.113883.6.88": RXNORM,
     "http://snomed.info/sct/": SNOMED,
+    "https://loinc.org": LOINC,
+    "http://www.loinc.org": LOINC,
+    "https://snomed.info/sct": SNOMED,
+    "http://hl7.org/fhir/sid/icd-10-us": ICD10CM,
+    "http://hl7.org/fhir/sid/icd10cm": ICD10CM,
+    "http://hl7.org/fhir/sid/icd10": ICD10,
+    "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
+    "https://www.nlm.nih.gov/research/umls/rxnorm": RXNORM,
 }
+# The OIDs servers may store instead of the URI: REST code searches ask for both forms.
+SYSTEM_OIDS = {LOINC: "urn:oid:2.16.840.1.113883.6.1", SNOMED: "urn:oid:2.16.840.1.113883.6.96",
+               ICD10CM: "urn:oid:2.16.840.1.113883.6.90", ICD10: "urn:oid:2.16.840.1.113883.6.3",
+               RXNORM: "urn:oid:2.16.840.1.113883.6.88"}
 _ICD_SYSTEMS = {ICD10CM, ICD10}
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
@@ -42,7 +59,8 @@ def canonical_system(system: str | None) -> str | None:
     if system is None:
         return None
     text = system.strip()
-    return SYSTEM_ALIASES.get(text.lower(), SYSTEM_ALIASES.get(text, text.rstrip("/")))
+    found = SYSTEM_ALIASES.get(text.lower()) or SYSTEM_ALIASES.get(text.lower().rstrip("/"))
+    return found or text.rstrip("/")
 
 
 def normalize_code(system: str | None, code: str) -> str:
@@ -64,16 +82,27 @@ def normalize_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class CodeSet:
-    """Codes of one system; `prefix` lets `C7A.0` match `C7A.012` (ICD hierarchies)."""
+    """Codes of one system; `prefix` lets `C7A.0` match `C7A.012` as text, `descendants` lets
+    `I50` match `I50.810` when the ICD-10-CM table says it is below it."""
 
     system: str
     codes: frozenset[str]
     prefix: bool = False
+    descendants: bool = False
 
     @classmethod
-    def of(cls, system: str, codes: list[str] | tuple[str, ...], prefix: bool = False) -> "CodeSet":
+    def of(cls, system: str, codes: list[str] | tuple[str, ...], prefix: bool = False,
+           descendants: bool = False) -> "CodeSet":
+        """ValueError for `descendants` on a system other than ICD-10-CM or a malformed code."""
         canonical = canonical_system(system) or system
-        return cls(canonical, frozenset(normalize_code(canonical, c) for c in codes), prefix)
+        normalized = frozenset(normalize_code(canonical, c) for c in codes)
+        if descendants:
+            if canonical != ICD10CM:
+                raise ValueError("match: descendants is available for ICD-10-CM only")
+            bad = sorted(c for c in normalized if not _ICD10CM_SHAPE.match(c))
+            if bad:
+                raise ValueError(f"{bad[0]!r} is not an ICD-10-CM code")
+        return cls(canonical, normalized, prefix, descendants)
 
     def matches(self, coding: Coding) -> bool:
         if coding.code is None or canonical_system(coding.system) != self.system:
@@ -81,11 +110,37 @@ class CodeSet:
         code = normalize_code(self.system, coding.code)
         if code in self.codes:
             return True
-        return self.prefix and any(code.startswith(c) for c in self.codes)
+        if self.prefix and any(code.startswith(c) for c in self.codes):
+            return True
+        return self.descendants and any(code.startswith(c) and icd10cm_is_below(code, c) for c in self.codes)
 
     def pairs(self) -> frozenset[tuple[str, str]]:
         """(system, code) pairs for narrowing server searches (exact codes only)."""
         return frozenset((self.system, c) for c in self.codes)
+
+
+_ICD10CM_SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z]{1,5}$")
+
+
+def icd10cm_is_below(code: str, ancestor: str) -> bool:
+    """Whether the ICD-10-CM table puts `code` below `ancestor` (codes with or without dots)."""
+    import simple_icd_10_cm as table  # loads its tables on import (~3 s): only when needed
+
+    return table.is_valid_item(code) and table.is_valid_item(ancestor) and table.is_descendant(code, ancestor)
+
+
+def search_tokens(pairs: frozenset[tuple[str, str]] | set[tuple[str, str]]) -> list[str]:
+    """`system|code` tokens for a FHIR `code=` search: each code under its URI and, for the
+    common systems, under its OID too, since a server matches the system as stored."""
+    tokens = set()
+    for system, code in pairs:
+        if not system:
+            tokens.add(code)
+            continue
+        tokens.add(f"{system}|{code}")
+        if system in SYSTEM_OIDS:
+            tokens.add(f"{SYSTEM_OIDS[system]}|{code}")
+    return sorted(tokens)
 
 
 def first_match(code_sets: tuple[CodeSet, ...], codings: tuple[Coding, ...]) -> Coding | None:

@@ -5,9 +5,14 @@ Polarity and review rules live here, not in the evaluators:
   absent one `met` (e.g. no brain metastases on record -> met, reason no-record);
 - `review_if_found` turns a found exclusion into unknown/manual (treated brain metastases are
   allowed, so a person decides); `defer_if_not_met` does the same for a failed inclusion when a
-  condition applies (bilirubin >= 1.5 x ULN with Gilbert's syndrome);
+  condition applies or a person must check whether it does (bilirubin >= 1.5 x ULN with
+  Gilbert's syndrome, or a Condition whose text names it);
+- an exclusion whose only matches are unconfirmed diagnoses goes to review (unknown/manual);
 - an evaluator that fails unexpectedly yields unknown/`error` for that criterion only, named
-  in the patient's errors (never with patient values): one bad record never sinks a run.
+  in the patient's errors (never with patient values): one bad record never sinks a run;
+- a patient with errors is never a `candidate` (what could not be read may exclude them);
+- a patient deceased on or before the screening date is `excluded`, every criterion `not_met`
+  with reason `deceased`, and no arm option is offered.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from connector.results import (
     UNKNOWN,
     ArmResult,
     CriterionResult,
+    Evidence,
     ExcludedOption,
     PatientResult,
     overall_status,
@@ -34,11 +40,23 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_patient(mapping: Mapping, facts: PatientFacts, as_of: date, site_country: str = "US") -> PatientResult:
+    if facts.deceased_by(as_of):
+        return _deceased(mapping, facts)
     ctx = EvalContext(facts, as_of, site_country)
     errors = list(facts.errors)
     criteria = tuple(_safe_criterion(criterion, ctx, errors) for criterion in mapping.criteria)
     arms = tuple(_safe_arm(arm, ctx, errors) for arm in mapping.arms)
-    return PatientResult(facts.reference, overall_status(criteria), criteria, arms, tuple(errors))
+    return PatientResult(facts.reference, overall_status(criteria, bool(errors)), criteria, arms, tuple(errors))
+
+
+def _deceased(mapping: Mapping, facts: PatientFacts) -> PatientResult:
+    """Nothing about a dead patient is reported as eligible: every criterion not met, no option."""
+    evidence = (Evidence(facts.reference, "deceased", None,
+                         facts.deceased_on.isoformat() if facts.deceased_on else None),)
+    criteria = tuple(CriterionResult(c.id, NOT_MET, "deceased", evidence) for c in mapping.criteria)
+    arms = tuple(ArmResult(arm.label, (), tuple(ExcludedOption(o.name, "patient deceased") for o in arm.options))
+                 for arm in mapping.arms)
+    return PatientResult(facts.reference, overall_status(criteria), criteria, arms, tuple(facts.errors))
 
 
 def _safe_criterion(criterion: Criterion, ctx: EvalContext, errors: list[str]) -> CriterionResult:
@@ -56,12 +74,14 @@ def evaluate_criterion(criterion: Criterion, ctx: EvalContext) -> CriterionResul
     outcome = _apply_polarity(criterion, raw)
     if outcome.status == NOT_MET and criterion.type == "inclusion" and criterion.defer_if_not_met is not None:
         deferral = evaluate_rule(criterion.defer_if_not_met, ctx)
-        if deferral.status == MET:
+        if deferral.status == MET or (deferral.status == UNKNOWN and deferral.reason == "manual"):
             outcome = unknown("manual", outcome.evidence + deferral.evidence)
     return CriterionResult(criterion.id, outcome.status, outcome.reason, outcome.evidence)
 
 
 def _apply_polarity(criterion: Criterion, raw: Outcome) -> Outcome:
+    if criterion.type == "exclusion" and raw.status == UNKNOWN and raw.reason == "unconfirmed":
+        return unknown("manual", raw.evidence)
     if criterion.type == "inclusion" or raw.status == UNKNOWN:
         return raw
     if raw.status == MET:  # the disqualifying finding is present

@@ -8,7 +8,7 @@ is what makes screening a large population cheap: only what the criteria need is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,31 @@ class Quantity:
     unit: str | None
     is_ucum: bool = False
     comparator: str | None = None  # "<", "<=", ">=", ">" as sent for values beyond a lab's range
+
+
+@dataclass(frozen=True)
+class Moment:
+    """When something happened, as the span of UTC instants its FHIR value allows.
+
+    `2026-11-10T08:15:00+01:00` is one instant (earliest == latest); a date without a time
+    (`2026-11-10`) is the whole day, so it can be compared with a timed value on that day
+    without pretending to know which came first.
+    """
+
+    earliest: datetime
+    latest: datetime
+
+
+@dataclass(frozen=True)
+class ReferenceRange:
+    """One Observation.referenceRange: bounds plus whom it applies to (sex, age in years)."""
+
+    low: Quantity | None = None
+    high: Quantity | None = None
+    type_codes: tuple["Coding", ...] = ()
+    applies_to: tuple["Coding", ...] = ()
+    age_low: float | None = None  # years
+    age_high: float | None = None  # years
 
 
 @dataclass(frozen=True)
@@ -53,8 +78,11 @@ class ObservationFact:
     quantity: Quantity | None = None
     value_codes: tuple[Coding, ...] = ()
     value_text: str | None = None
-    reference_high: Quantity | None = None
+    reference_high: Quantity | None = None  # of the first range (reference_ranges has them all)
     reference_low: Quantity | None = None
+    moment: Moment | None = None  # the instant(s) `effective` stands for, to find the latest result
+    interpretation: tuple[Coding, ...] = ()
+    reference_ranges: tuple[ReferenceRange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,7 +123,8 @@ class PatientFacts:
     """
 
     patient_id: str
-    birth_date: date | None = None
+    birth_date: date | None = None  # the earliest day a partial birthDate ("1960", "1960-05") allows
+    birth_date_latest: date | None = None  # the latest such day (None: same as birth_date)
     gender: str | None = None
     source: SourceRef | None = None
     observations: list[ObservationFact] = field(default_factory=list)
@@ -103,6 +132,7 @@ class PatientFacts:
     medications: list[MedicationFact] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     deceased: bool = False
+    deceased_on: date | None = None  # deceasedDateTime's date as recorded, when given
     last_updated: str | None = None  # newest meta.lastUpdated seen
     # Digest of what the patient's record holds (ids + versions, or file content): equal digests
     # mean the record did not change, so an incremental run may keep the stored result.
@@ -111,3 +141,16 @@ class PatientFacts:
     @property
     def reference(self) -> str:
         return f"Patient/{self.patient_id}"
+
+    @property
+    def birth_span(self) -> tuple[date, date] | None:
+        """(earliest, latest) possible birth day; None when the record gives no birthDate."""
+        if self.birth_date is None:
+            return None
+        return self.birth_date, self.birth_date_latest or self.birth_date
+
+    def deceased_by(self, day: date) -> bool:
+        """Dead on or before `day`: deceasedBoolean true, or a deceasedDateTime not after it."""
+        if self.deceased_on is not None:
+            return self.deceased_on <= day
+        return self.deceased

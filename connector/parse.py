@@ -8,28 +8,38 @@ patient's data still counts.
 
 Dropped on purpose (they are not clinical facts): Observations `entered-in-error` /
 `cancelled`; Conditions verified `entered-in-error` / `refuted`; MedicationStatement
-`not-taken` / `entered-in-error`; MedicationRequest `entered-in-error` / `cancelled` / `draft`;
-MedicationAdministration `not-done` / `entered-in-error`.
+`not-taken` / `entered-in-error` / `intended`; MedicationRequest `entered-in-error` /
+`cancelled` / `draft` and intents `proposal` / `plan`; MedicationAdministration `not-done` /
+`entered-in-error`. Preliminary Observations and unconfirmed Conditions are kept with their
+status: the criteria decide what they may say.
+
+Code systems are normalised here, at the source (`urn:oid:2.16.840.1.113883.6.1` -> LOINC ...),
+so every later filter compares canonical URIs. A resource seen more than once counts once
+(connector.versions).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
+from connector.codes import canonical_system
 from connector.errors import ResourceError
 from connector.facts import (
     Coding,
     ConditionFact,
     MedicationFact,
+    Moment,
     ObservationFact,
     PatientFacts,
     Quantity,
+    ReferenceRange,
     SourceRef,
 )
+from connector.fhirtime import BadDate, parse_fhir_time
+from connector.versions import current_versions
 
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 PATIENT_FIELDS = {
@@ -46,12 +56,12 @@ MEDICATION_KINDS = {
 }
 IGNORED_STATUS = {
     "Observation": {"entered-in-error", "cancelled"},
-    "MedicationStatement": {"not-taken", "entered-in-error"},
+    "MedicationStatement": {"not-taken", "entered-in-error", "intended"},
     "MedicationRequest": {"entered-in-error", "cancelled", "draft"},
     "MedicationAdministration": {"not-done", "entered-in-error"},
 }
+IGNORED_INTENT = {"proposal", "plan"}  # MedicationRequest: a suggestion or a plan is not an order given
 IGNORED_VERIFICATION = {"entered-in-error", "refuted"}
-_DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(?:T[0-9:.]+(?:Z|[+-]\d{2}:\d{2})?)?$")
 
 
 class _Reader:
@@ -85,15 +95,18 @@ class _Reader:
 
     def when(self, value: Any, path: str) -> date | None:
         """A FHIR date/dateTime/instant -> its calendar date as written (partial dates -> first day)."""
+        span = self.span(value, path)
+        return span[0] if span else None
+
+    def span(self, value: Any, path: str) -> tuple[date, date, Moment] | None:
+        """(first day, last day, instants) of a FHIR date/dateTime/instant (see connector.fhirtime)."""
         if value is None:
             return None
-        match = _DATE_RE.match(value) if isinstance(value, str) else None
-        if not match:
-            raise self.fail(path, "invalid date" if isinstance(value, str) else f"expected a date, got {_kind(value)}")
-        year, month, day = match.groups()
+        if not isinstance(value, str):
+            raise self.fail(path, f"expected a date, got {_kind(value)}")
         try:
-            return date(int(year), int(month or 1), int(day or 1))
-        except ValueError:
+            return parse_fhir_time(value)
+        except BadDate:
             raise self.fail(path, "invalid date") from None
 
     def concept(self, value: Any, path: str) -> tuple[tuple[Coding, ...], str | None]:
@@ -105,7 +118,7 @@ class _Reader:
             coding = self.obj(coding, f"{path}.coding[{i}]")
             code = coding.get("code")
             codings.append(Coding(
-                self.text(coding.get("system"), f"{path}.coding[{i}].system"),
+                canonical_system(self.text(coding.get("system"), f"{path}.coding[{i}].system")),
                 None if code is None else str(code),
                 self.text(coding.get("display"), f"{path}.coding[{i}].display"),
             ))
@@ -126,19 +139,29 @@ class _Reader:
         comparator = self.text(q.get("comparator"), f"{path}.comparator")
         return Quantity(float(number), unit, is_ucum, comparator)
 
-    def first_date(self, *fields: str) -> date | None:
+    def first_date(self, *fields: str, period_end_first: bool = False) -> date | None:
         """The first present of several date fields; `xPeriod` fields use start, else end."""
+        found = self.first_time(*fields, period_end_first=period_end_first)
+        return found[0] if found else None
+
+    def first_time(self, *fields: str, period_end_first: bool = False) -> tuple[date, Moment] | None:
+        """(date as written, instants) of the first present field; a Period gives its start, or
+        with `period_end_first` its end (a 24-hour urine collection is a result when complete)."""
         for name in fields:
             value = self.resource.get(name)
             if value is None:
                 continue
             if name.endswith("Period"):
                 period = self.obj(value, name)
-                found = self.when(period.get("start"), f"{name}.start") or self.when(period.get("end"), f"{name}.end")
-                if found:
-                    return found
+                ends = ("end", "start") if period_end_first else ("start", "end")
+                for end in ends:
+                    span = self.span(period.get(end), f"{name}.{end}")
+                    if span:
+                        return span[0], span[2]
             else:
-                return self.when(value, name)
+                span = self.span(value, name)
+                if span:
+                    return span[0], span[2]
         return None
 
 
@@ -205,23 +228,52 @@ def observation_fact(resource: dict[str, Any]) -> ObservationFact | None:
         quantity = Quantity(float(number), None)
     if value_text is None:
         value_text = r.text(resource.get("valueString"), "valueString")
-    high = low = None
-    for i, ref_range in enumerate(r.items(resource.get("referenceRange"), "referenceRange")):
-        ref_range = r.obj(ref_range, f"referenceRange[{i}]")
-        high = r.quantity(ref_range.get("high"), f"referenceRange[{i}].high")
-        low = r.quantity(ref_range.get("low"), f"referenceRange[{i}].low")
-        if high or low:
-            break
+    ranges = tuple(_reference_range(r, item, f"referenceRange[{i}]")
+                   for i, item in enumerate(r.items(resource.get("referenceRange"), "referenceRange")))
+    first = next((rr for rr in ranges if rr.high or rr.low), None)
+    interpretation = tuple(coding for i, item in enumerate(r.items(resource.get("interpretation"), "interpretation"))
+                           for coding in r.concept(item, f"interpretation[{i}]")[0])
+    when = r.first_time("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued", period_end_first=True)
     return ObservationFact(
         source=r.ref,
         status=status,
         codes=codes,
-        effective=r.first_date("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"),
+        effective=when[0] if when else None,
         quantity=quantity,
         value_codes=value_codes,
         value_text=value_text,
-        reference_high=high,
-        reference_low=low,
+        reference_high=first.high if first else None,
+        reference_low=first.low if first else None,
+        moment=when[1] if when else None,
+        interpretation=interpretation,
+        reference_ranges=ranges,
+    )
+
+
+_AGE_UNITS_IN_YEARS = {"a": 1.0, "yr": 1.0, "year": 1.0, "years": 1.0, "mo": 1 / 12, "month": 1 / 12,
+                       "months": 1 / 12, "wk": 7 / 365.25, "d": 1 / 365.25}
+
+
+def _reference_range(r: _Reader, value: Any, path: str) -> ReferenceRange:
+    item = r.obj(value, path)
+    type_codes, _ = r.concept(item.get("type"), f"{path}.type")
+    applies_to = tuple(coding for i, concept in enumerate(r.items(item.get("appliesTo"), f"{path}.appliesTo"))
+                       for coding in r.concept(concept, f"{path}.appliesTo[{i}]")[0])
+    age = r.obj(item["age"], f"{path}.age") if item.get("age") is not None else {}
+    bounds = []
+    for end in ("low", "high"):
+        q = r.quantity(age.get(end), f"{path}.age.{end}")
+        factor = _AGE_UNITS_IN_YEARS.get((q.unit or "a").lower()) if q else None
+        if q is not None and factor is None:
+            raise r.fail(f"{path}.age.{end}", "age unit is not one of a, mo, wk, d")
+        bounds.append(q.value * factor if q is not None and factor is not None else None)
+    return ReferenceRange(
+        low=r.quantity(item.get("low"), f"{path}.low"),
+        high=r.quantity(item.get("high"), f"{path}.high"),
+        type_codes=type_codes,
+        applies_to=applies_to,
+        age_low=bounds[0],
+        age_high=bounds[1],
     )
 
 
@@ -251,22 +303,32 @@ def _status_code(r: _Reader, value: Any, path: str) -> str | None:
     return next((c.code for c in codes if c.code), None)
 
 
-def medication_fact(resource: dict[str, Any], medications: dict[str, dict[str, Any]]) -> MedicationFact | None:
-    """`medications` maps Medication id -> resource, to resolve `medicationReference`."""
+def medication_fact(resource: dict[str, Any], medications: dict[str, dict[str, Any]],
+                    errors: list[str] | None = None) -> MedicationFact | None:
+    """`medications` maps Medication id -> resource, to resolve `medicationReference`; a reference
+    that resolves nowhere is added to `errors` (the fact keeps what the reference's display says)."""
     r = _Reader(resource)
     rtype = r.ref.resource_type
     status = r.text(resource.get("status"), "status")
     if status in IGNORED_STATUS[rtype]:
         return None
+    if rtype == "MedicationRequest" and r.text(resource.get("intent"), "intent") in IGNORED_INTENT:
+        return None
     codes, text = r.concept(resource.get("medicationCodeableConcept"), "medicationCodeableConcept")
     names = [text] if text else []
     med_ref = resource.get("medicationReference")
     if med_ref is not None:
-        medication = _resolve_medication(r, med_ref, medications)
-        if medication is not None:
-            codes, text = _Reader(medication).concept(medication.get("code"), "code")
-            names = [text] if text else []
-        display = r.text(r.obj(med_ref, "medicationReference").get("display"), "medicationReference.display")
+        medication = _resolve_medication(r, r.obj(med_ref, "medicationReference"), "medicationReference", medications)
+        if medication is None:
+            if errors is not None:
+                target = r.text(med_ref.get("reference"), "medicationReference.reference") or "(no reference)"
+                errors.append(f"{r.ref.reference}: medicationReference {target} resolves nowhere "
+                              "(not in the Bundle, the source or contained)")
+        else:
+            med_codes, med_names = _medication_concepts(medication, r, medications)
+            codes += med_codes
+            names += med_names
+        display = r.text(med_ref.get("display"), "medicationReference.display")
         if display:
             names.append(display)
     names.extend(c.display for c in codes if c.display)
@@ -274,22 +336,49 @@ def medication_fact(resource: dict[str, Any], medications: dict[str, dict[str, A
         source=r.ref,
         kind=MEDICATION_KINDS[rtype],
         status=status,
-        codes=codes,
+        codes=tuple(dict.fromkeys(codes)),
         names=tuple(dict.fromkeys(names)),
         effective=_medication_date(r),
         dose=_medication_dose(r),
     )
 
 
-def _resolve_medication(r: _Reader, med_ref: Any, medications: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """A `#contained` or `Medication/ID` reference -> the Medication resource, when we have it."""
-    ref = r.text(r.obj(med_ref, "medicationReference").get("reference"), "medicationReference.reference")
+def _medication_concepts(medication: dict[str, Any], owner: _Reader,
+                         medications: dict[str, dict[str, Any]]) -> tuple[tuple[Coding, ...], list[str]]:
+    """A Medication's code and its ingredients' codes (`itemCodeableConcept`, or `itemReference`
+    to another Medication), with their texts: a product coded by brand still matches its ingredient."""
+    m = _Reader(medication) if medication.get("id") else owner
+    codes, text = m.concept(medication.get("code"), "code")
+    names = [text] if text else []
+    for i, ingredient in enumerate(m.items(medication.get("ingredient"), "ingredient")):
+        ingredient = m.obj(ingredient, f"ingredient[{i}]")
+        item_codes, item_text = m.concept(ingredient.get("itemCodeableConcept"), f"ingredient[{i}].itemCodeableConcept")
+        item_ref = ingredient.get("itemReference")
+        if item_ref is not None:
+            path = f"ingredient[{i}].itemReference"
+            item = _resolve_medication(owner, m.obj(item_ref, path), path, medications)
+            if item is not None and item is not medication:
+                item_codes, more_text = m.concept(item.get("code"), f"{path}(code)")
+                item_text = item_text or more_text
+            display = m.text(item_ref.get("display"), f"{path}.display")
+            if display:
+                names.append(display)
+        codes += item_codes
+        if item_text:
+            names.append(item_text)
+    return codes, names
+
+
+def _resolve_medication(r: _Reader, reference: dict[str, Any], path: str,
+                        medications: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """A `#contained` or `Medication/ID` reference -> the Medication (or contained Substance)."""
+    ref = r.text(reference.get("reference"), f"{path}.reference")
     if ref is None:
         return None
     if ref.startswith("#"):
         return next((item for item in r.items(r.resource.get("contained"), "contained")
                      if isinstance(item, dict) and item.get("id") == ref[1:]), None)
-    med_id = reference_id(med_ref, "Medication")
+    med_id = reference_id(reference, "Medication")
     return medications.get(med_id) if med_id else None
 
 
@@ -323,8 +412,13 @@ def _apply_patient(facts: PatientFacts, resource: dict[str, Any]) -> None:
     r = _Reader(resource)
     facts.source = r.ref
     facts.gender = r.text(resource.get("gender"), "gender")
-    facts.birth_date = r.when(resource.get("birthDate"), "birthDate")
-    facts.deceased = bool(resource.get("deceasedBoolean")) or resource.get("deceasedDateTime") is not None
+    birth = r.span(resource.get("birthDate"), "birthDate")
+    facts.birth_date, facts.birth_date_latest = (birth[0], birth[1]) if birth else (None, None)
+    deceased = resource.get("deceasedBoolean")
+    if deceased is not None and not isinstance(deceased, bool):
+        raise r.fail("deceasedBoolean", f"expected a boolean, got {_kind(deceased)}")
+    facts.deceased_on = r.when(resource.get("deceasedDateTime"), "deceasedDateTime")
+    facts.deceased = bool(deceased) or facts.deceased_on is not None
 
 
 def _newest(current: str | None, resource: dict[str, Any]) -> str | None:
@@ -342,11 +436,12 @@ def patient_facts(patient_id: str, resources: Iterable[dict[str, Any]]) -> Patie
     Raises ResourceError when the Patient resource itself is absent.
     """
     resources = list(resources)
-    medications = {res["id"]: res for res in resources
-                   if isinstance(res, dict) and res.get("resourceType") == "Medication" and isinstance(res.get("id"), str)}
     facts = PatientFacts(patient_id=patient_id)
+    current = current_versions(resources, facts.errors)
+    medications = {res["id"]: res for res in current
+                   if isinstance(res, dict) and res.get("resourceType") == "Medication" and isinstance(res.get("id"), str)}
     found_patient = False
-    for resource in resources:
+    for resource in current:
         try:
             if not isinstance(resource, dict):
                 raise ResourceError(f"expected a JSON object for a resource, got {_kind(resource)}")
@@ -360,14 +455,15 @@ def patient_facts(patient_id: str, resources: Iterable[dict[str, Any]]) -> Patie
             elif rtype == "Condition":
                 _append(facts.conditions, condition_fact(resource))
             elif rtype in MEDICATION_KINDS:
-                _append(facts.medications, medication_fact(resource, medications))
+                _append(facts.medications, medication_fact(resource, medications, facts.errors))
             else:
                 continue
             facts.last_updated = _newest(facts.last_updated, resource)
         except ResourceError as exc:
             facts.errors.append(str(exc))
     if not found_patient:
-        raise ResourceError(f"Patient/{patient_id} not found")
+        conflict = next((e for e in facts.errors if e.startswith(f"Patient/{patient_id}: ")), None)
+        raise ResourceError(conflict or f"Patient/{patient_id} not found")
     facts.data_version = record_digest(resources)
     return facts
 

@@ -31,6 +31,13 @@ REASONS = {
     "no-reference-range": "a x ULN test on an Observation without referenceRange.high",
     "censored": "a value reported as <x or >x cannot be compared with the threshold",
     "error": "the criterion could not be evaluated (see errors)",
+    "preliminary": "the latest result is preliminary and disagrees with the latest final one (or there is none)",
+    "conflict": "results at the same instant disagree",
+    "unconfirmed": "the only matching diagnoses are provisional, differential or unconfirmed",
+    "indefinite": "the only answers in the window are 'unknown' (or say nothing)",
+    "imprecise-date": "a partial date (e.g. birthDate 1960) leaves the answer open at its two ends",
+    "unknown-sex": "the formula needs a sex the record does not give, and the two answers differ",
+    "deceased": "the patient died on or before the screening date",
 }
 
 
@@ -153,10 +160,11 @@ class ScreenReport:
                    [PatientResult.from_json(p) for p in data.get("patients", [])])
 
 
-def overall_status(criteria: tuple[CriterionResult, ...] | list[CriterionResult]) -> str:
-    """excluded if any not_met; candidate if all met or deferred to a person; else possible."""
+def overall_status(criteria: tuple[CriterionResult, ...] | list[CriterionResult], has_errors: bool = False) -> str:
+    """excluded if any not_met; candidate if all met or deferred to a person and the record had
+    no errors (a resource that could not be read or placed may hold what excludes); else possible."""
     if any(c.outcome == NOT_MET for c in criteria):
         return EXCLUDED
-    if all(c.outcome == MET or (c.outcome == UNKNOWN and c.reason == "manual") for c in criteria):
+    if not has_errors and all(c.outcome == MET or (c.outcome == UNKNOWN and c.reason == "manual") for c in criteria):
         return CANDIDATE
     return POSSIBLE

@@ -29,6 +29,10 @@ NEEDS = DataNeeds(observation_codes=frozenset({(LOINC, "718-7"), (LOINC, "777-3"
                   observations_since=date(2024, 1, 1))
 
 
+# NEEDS' two LOINC codes as a `code=` search asks for them: under the URI and the OID
+CODES_AS_SEARCHED = ("http://loinc.org|718-7,http://loinc.org|777-3,"
+                     "urn:oid:2.16.840.1.113883.6.1|718-7,urn:oid:2.16.840.1.113883.6.1|777-3")
+
 def client(page_size: int = 50, **settings) -> FhirClient:
     config = ServerConfig(name="test", url=BASE, page_size=page_size, **{"max_retries": 1, **settings})
     return FhirClient(config, sleep=lambda s: None, jitter=lambda: 0.5)
@@ -85,6 +89,19 @@ def test_entries_repeated_across_pages_are_returned_once():
                   json=searchset([obs("o2"), obs("o4")]))
     found = [r["id"] for r in client(page_size=3).search("Observation")]
     assert found == ["o1", "o2", "o3", "o4"]
+
+
+@responses.activate
+def test_a_resource_updated_between_pages_is_kept_at_its_newer_version():
+    v1 = obs("o2") | {"meta": {"versionId": "9", "lastUpdated": "2026-11-07T09:00:00.000-05:00"}}
+    v2 = obs("o2") | {"status": "corrected", "meta": {"versionId": "10", "lastUpdated": "2026-11-07T16:30:00Z"}}
+    responses.get(f"{BASE}/Observation", match=[matchers.query_param_matcher({"_count": "2"})],
+                  json=searchset([obs("o1"), v2], f"{BASE}/Observation?_count=2&_offset=2"))
+    responses.get(f"{BASE}/Observation", match=[matchers.query_param_matcher({"_count": "2", "_offset": "2"})],
+                  json=searchset([v1, obs("o3")]))
+    found: dict = {}
+    FhirClient._collect(client(page_size=2).search("Observation"), found)
+    assert found[("Observation", "o2")]["meta"]["versionId"] == "10"  # by lastUpdated; "9" > "10" as text
 
 
 @responses.activate
@@ -234,8 +251,8 @@ def test_one_batch_fetches_a_patient_with_narrowed_observations():
     assert set(urls) == {"Patient", "Observation", "Condition", "MedicationStatement", "MedicationRequest",
                          "MedicationAdministration"}
     assert urls["Patient"] == {"_id": "p1"}
-    assert urls["Observation"] == {"patient": "p1", "code": "http://loinc.org|718-7,http://loinc.org|777-3",
-                                   "date": "ge2024-01-01", "_count": "50"}
+    assert urls["Observation"] == {  # each code under its URI and its OID: servers match the system as stored
+        "patient": "p1", "code": CODES_AS_SEARCHED, "date": "ge2024-01-01", "_count": "50"}
     assert urls["MedicationRequest"]["_include"] == "MedicationRequest:medication"
 
 
@@ -282,7 +299,7 @@ def test_batch_entry_rejected_with_400_falls_back_to_broader_query_and_remembers
     found = c.patient_resources("p1", NEEDS)
     assert {r["id"] for r in found if r["resourceType"] == "Observation"} == {"o1", "o9"}
     # the batch asked with code+date; the fallback dropped date and kept the codes
-    assert broader_calls == [{"patient": "p1", "code": "http://loinc.org|718-7,http://loinc.org|777-3", "_count": "50"}]
+    assert broader_calls == [{"patient": "p1", "code": CODES_AS_SEARCHED, "_count": "50"}]
     # the next patient's batch already uses the broader Observation query
     server.errors.clear()
     c.patient_resources("p2", NEEDS)
@@ -337,7 +354,7 @@ def test_without_batch_one_search_per_supported_type_and_references_resolved():
     assert paths == ["metadata", "Patient", "Observation", "Condition", "MedicationRequest",
                      "MedicationAdministration", "Medication"]
     obs_query = query_of(responses.calls[2].request.url)
-    assert obs_query["code"] == "http://loinc.org|718-7,http://loinc.org|777-3" and obs_query["date"] == "ge2024-01-01"
+    assert obs_query["code"] == CODES_AS_SEARCHED and obs_query["date"] == "ge2024-01-01"
     assert "_include" not in query_of(responses.calls[4].request.url)
     # Medications are cached: the next patient referencing m1 costs no Medication search
     calls_before = len(responses.calls)
@@ -353,7 +370,7 @@ def test_rejected_code_parameter_falls_back_to_all_observations():
                       observation_codes=frozenset({(LOINC, "718-7")}))
     responses.get(f"{BASE}/Patient", json=searchset([res("Patient", "p1")]))
     responses.get(f"{BASE}/Observation", match=[matchers.query_param_matcher(
-        {"patient": "p1", "code": "http://loinc.org|718-7", "_count": "50"})], status=400,
+        {"patient": "p1", "code": "http://loinc.org|718-7,urn:oid:2.16.840.1.113883.6.1|718-7", "_count": "50"})], status=400,
         json={"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid",
                                                               "diagnostics": "code system not supported"}]})
     responses.get(f"{BASE}/Observation", match=[matchers.query_param_matcher({"patient": "p1", "_count": "50"})],

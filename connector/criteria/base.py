@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Callable
 
 from connector.codes import CodeSet, first_match
-from connector.facts import Coding, ConditionFact, MedicationFact, ObservationFact, PatientFacts, Quantity
+from connector.facts import Coding, ConditionFact, MedicationFact, Moment, ObservationFact, PatientFacts, Quantity
 from connector.results import MET, NOT_MET, UNKNOWN, Evidence
 
 
@@ -58,9 +58,18 @@ class EvalContext:
         if found is None:
             found = [o for o in self.facts.observations
                      if o.effective is not None and o.effective <= self.as_of and first_match(codes, o.codes)]
-            found.sort(key=lambda o: o.effective)  # stable: same-day values keep source order
+            found.sort(key=lambda o: moment_of(o).earliest)  # for display only: "latest" is fhirtime.latest_group
             self._obs_cache[codes] = found
         return found
+
+
+def moment_of(obs: ObservationFact) -> Moment:
+    """The instants an Observation stands for (its whole recorded day when no time was parsed)."""
+    if obs.moment is not None:
+        return obs.moment
+    assert obs.effective is not None
+    start = datetime.combine(obs.effective, time(), timezone.utc)
+    return Moment(start, start + timedelta(days=1, microseconds=-1))
 
 
 def iso(day: date | None) -> str | None:

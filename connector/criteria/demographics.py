@@ -1,7 +1,9 @@
 """Age, sex and site country: facts from the Patient resource and the screening site.
 
 Evidence for age is the age itself (completed years), never the birth date: a birth date is
-PHI and the reviewer can open the Patient resource if needed.
+PHI and the reviewer can open the Patient resource if needed. A partial birthDate ("1960",
+"1960-05") is every day of that span: an age limit is decided only when the youngest and the
+oldest possible ages agree, else `unknown` / `imprecise-date` with the age range as evidence.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from datetime import date
 
 from connector.criteria.base import EvalContext, Outcome, met, not_met, unknown
+from connector.facts import PatientFacts
 from connector.mapping.model import AgeRule, SexRule, SiteCountryRule
 from connector.results import Evidence
 
@@ -18,20 +21,39 @@ def completed_years(birth: date, on: date) -> int:
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
 
-def age_evidence(ctx: EvalContext, years: int) -> Evidence:
-    return Evidence(ctx.facts.reference, years, "a", ctx.as_of.isoformat())
+def age_span(facts: PatientFacts, on: date) -> tuple[int, int] | None:
+    """(youngest, oldest) possible age in completed years on a date; None without a birthDate."""
+    span = facts.birth_span
+    if span is None:
+        return None
+    earliest, latest = span
+    return completed_years(latest, on), completed_years(earliest, on)
+
+
+def age_evidence(ctx: EvalContext, years: int | tuple[int, int]) -> Evidence:
+    if isinstance(years, tuple):
+        youngest, oldest = years
+        value: int | str = youngest if youngest == oldest else f"{youngest}-{oldest}"
+    else:
+        value = years
+    return Evidence(ctx.facts.reference, value, "a", ctx.as_of.isoformat())
 
 
 def evaluate_age(rule: AgeRule, ctx: EvalContext) -> Outcome:
-    if ctx.facts.birth_date is None:
+    ages = age_span(ctx.facts, ctx.as_of)
+    if ages is None:
         return unknown("no-data")
-    years = completed_years(ctx.facts.birth_date, ctx.as_of)
-    evidence = [age_evidence(ctx, years)]
-    if rule.min_years is not None and years < rule.min_years:
+    evidence = [age_evidence(ctx, ages)]
+    decisions = {_age_fits(rule, years) for years in ages}
+    if decisions == {True}:
+        return met("demographics", evidence)
+    if decisions == {False}:
         return not_met("demographics", evidence)
-    if rule.max_years is not None and years > rule.max_years:
-        return not_met("demographics", evidence)
-    return met("demographics", evidence)
+    return unknown("imprecise-date", evidence)
+
+
+def _age_fits(rule: AgeRule, years: int) -> bool:
+    return (rule.min_years is None or years >= rule.min_years) and (rule.max_years is None or years <= rule.max_years)
 
 
 def evaluate_sex(rule: SexRule, ctx: EvalContext) -> Outcome:

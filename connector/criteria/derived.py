@@ -3,7 +3,10 @@
 CrCl = (140 - age) x weight[kg] / (72 x serum creatinine[mg/dL]), x 0.85 if female, from the
 latest creatinine in the criterion's window and the latest body weight in its own window.
 Every input is listed as evidence, after the computed value (reference `Cockcroft-Gault`).
-When sex is neither male nor female the result is decided only if both formulas agree.
+Inputs known only as a span are computed at every end: a partial birthDate at both possible
+ages, a sex the formula needs but the record does not give (unknown / other / absent) as both
+female and male. The result is decided only when all agree, else `unknown` with reason
+`imprecise-date` or `unknown-sex`. A missing input is `no-data`.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from connector.criteria.base import (
     plain_number,
     unknown,
 )
-from connector.criteria.demographics import age_evidence, completed_years
-from connector.criteria.observations import judge_value, latest_in_window
+from connector.criteria.demographics import age_evidence, age_span
+from connector.criteria.observations import in_window, judge_latest, settle
 from connector.facts import ObservationFact
 from connector.mapping.model import CreatinineClearanceRule, ObservationRule, Threshold
 from connector.results import Evidence
@@ -43,22 +46,30 @@ def _quantity_obs(obs: list[ObservationFact]) -> list[ObservationFact]:
     return [o for o in obs if o.quantity is not None]
 
 
+def _value_key(obs: ObservationFact) -> tuple:
+    assert obs.quantity is not None
+    return obs.quantity.value, obs.quantity.unit, obs.quantity.comparator
+
+
 def evaluate_creatinine_clearance(rule: CreatinineClearanceRule, ctx: EvalContext) -> Outcome:
     measured = _quantity_obs(ctx.observations(rule.measured_codes))
-    latest_measured = latest_in_window(measured, ctx, rule.window_days)
-    if latest_measured is not None:
+    if in_window(measured, ctx, rule.window_days):
         as_observation = ObservationRule(rule.measured_codes, rule.comparator, rule.threshold, rule.window_days)
-        return judge_value(as_observation, latest_measured)
+        return judge_latest(as_observation, measured, ctx, rule.window_days)
     return _cockcroft_gault(rule, ctx, measured)
 
 
 def _cockcroft_gault(rule: CreatinineClearanceRule, ctx: EvalContext, measured: list[ObservationFact]) -> Outcome:
     creatinines = _quantity_obs(ctx.observations(rule.creatinine_codes))
     weights = _quantity_obs(ctx.observations(rule.weight_codes))
-    creatinine = latest_in_window(creatinines, ctx, rule.window_days)
-    weight = latest_in_window(weights, ctx, rule.weight_window_days)
-    birth = ctx.facts.birth_date
-    if creatinine is None or weight is None or birth is None:
+    creatinine = settle(in_window(creatinines, ctx, rule.window_days), _value_key)
+    weight = settle(in_window(weights, ctx, rule.weight_window_days), _value_key)
+    for settled in (creatinine, weight):
+        if isinstance(settled, Outcome):
+            return settled
+    assert not isinstance(creatinine, Outcome) and not isinstance(weight, Outcome)
+    ages = age_span(ctx.facts, ctx.as_of)
+    if creatinine is None or weight is None or ages is None:
         stale = [observation_evidence(obs[-1]) for obs, latest in
                  ((measured, None), (creatinines, creatinine), (weights, weight)) if obs and latest is None]
         present = [observation_evidence(o) for o in (creatinine, weight) if o is not None]
@@ -66,38 +77,35 @@ def _cockcroft_gault(rule: CreatinineClearanceRule, ctx: EvalContext, measured: 
             return unknown("stale", present + stale)
         return unknown("no-data", present)
     assert creatinine.quantity is not None and weight.quantity is not None
-    inputs = [observation_evidence(creatinine), observation_evidence(weight)]
-    age = completed_years(birth, ctx.as_of)
-    inputs.append(age_evidence(ctx, age))
     gender = ctx.facts.gender
-    inputs.append(Evidence(ctx.facts.reference, gender, None, None))
+    inputs = [observation_evidence(creatinine), observation_evidence(weight), age_evidence(ctx, ages),
+              Evidence(ctx.facts.reference, gender, None, None)]
     if creatinine.quantity.comparator or weight.quantity.comparator:
         return unknown("censored", inputs)
+    sexes = (gender == "female",) if gender in ("female", "male") else (True, False)
     try:
         scr = convert(creatinine.quantity.value, creatinine.quantity.unit, "mg/dL", rule.creatinine_molar_mass)
         kg = convert(weight.quantity.value, weight.quantity.unit, "kg")
         if scr <= 0:
             return unknown("no-data", inputs)
-        results = {female: convert(cockcroft_gault(age, kg, scr, female), "mL/min", rule.threshold.unit)
-                   for female in (True, False)}
+        results = {(age, female): convert(cockcroft_gault(age, kg, scr, female), "mL/min", rule.threshold.unit)
+                   for age in sorted(set(ages)) for female in sexes}
     except UnitError:
         return unknown("unit", inputs)
-    return _decide(rule.threshold, rule.comparator, gender, results, inputs, ctx)
+    return _decide(rule.threshold, rule.comparator, results, inputs, ctx)
 
 
-def _decide(threshold: Threshold, comparator: str, gender: str | None, results: dict[bool, float],
+def _decide(threshold: Threshold, comparator: str, results: dict[tuple[int, bool], float],
             inputs: list[Evidence], ctx: EvalContext) -> Outcome:
-    if gender in ("female", "male"):
-        value = results[gender == "female"]
-        evidence = [Evidence(DERIVED_REFERENCE, shown(value), threshold.unit, ctx.as_of.isoformat())] + inputs
-        passed = compare(value, comparator, threshold.value)
-        return met("value", evidence) if passed else not_met("value", evidence)
-    decisions = {compare(v, comparator, threshold.value) for v in results.values()}
-    low, high = sorted(results.values())
-    evidence = [Evidence(DERIVED_REFERENCE, f"{shown(low)}-{shown(high)}", threshold.unit,
-                         ctx.as_of.isoformat())] + inputs
-    if decisions == {True}:
+    """Decided when every possible (age, sex) gives the same answer; else why not."""
+    decisions = {key: compare(value, comparator, threshold.value) for key, value in results.items()}
+    low, high = min(results.values()), max(results.values())
+    shown_value: float | int | str = shown(low) if low == high else f"{shown(low)}-{shown(high)}"
+    evidence = [Evidence(DERIVED_REFERENCE, shown_value, threshold.unit, ctx.as_of.isoformat())] + inputs
+    if set(decisions.values()) == {True}:
         return met("value", evidence)
-    if decisions == {False}:
+    if set(decisions.values()) == {False}:
         return not_met("value", evidence)
-    return unknown("no-data", evidence)
+    by_age_differs = any(len({d for (age, female), d in decisions.items() if female == sex}) > 1
+                         for sex in {female for _, female in decisions})
+    return unknown("imprecise-date" if by_age_differs else "unknown-sex", evidence)

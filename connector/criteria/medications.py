@@ -4,8 +4,11 @@ A medication matches on its codes (e.g. RxNorm ingredients) or on its text: case
 containment of any listed name or synonym, because EHRs often send local codes with text.
 Void records (entered-in-error, cancelled, not-taken, not-done, draft) are not doses.
 
-Counting administrations: MedicationAdministration records when there are any, else
-statements/requests (all some EHRs send); one cycle per calendar day. "Within a period of N
+Counting administrations: administrations and statements form one history (cycles given
+elsewhere are often known only from a MedicationStatement, later ones administered here), one
+cycle per calendar day, so an administration and a statement of the same day are one event.
+Requests (orders) count only when the record has neither administrations nor statements of the
+drug (all some EHRs send): an order is not proof that a dose was given. "Within a period of N
 days" is any rolling window of N days in the patient's history: first and last day less than
 N days apart (52 weeks = 364 days).
 """
@@ -50,18 +53,25 @@ def evaluate_medication(rule: MedicationRule, ctx: EvalContext) -> Outcome:
     return judge_administrations(rule.administrations, events)
 
 
+_KIND_RANK = {"administration": 2, "statement": 1, "request": 0}
+
+
 def cycles(events: list[MedicationFact]) -> tuple[dict[date, MedicationFact], list[MedicationFact]]:
-    """One event per day (administrations preferred), plus the undated ones."""
-    administered = [e for e in events if e.kind == "administration"]
-    chosen = administered or events
+    """One event per day (an administration with a dose preferred as its evidence), plus the
+    undated ones; requests only when nothing was recorded as given."""
+    given = [e for e in events if e.kind != "request"]
     by_day: dict[date, MedicationFact] = {}
     undated = []
-    for event in chosen:
+    for event in given or events:
         if event.effective is None:
             undated.append(event)
-        elif event.effective not in by_day or (by_day[event.effective].dose is None and event.dose is not None):
+        elif event.effective not in by_day or _preferred(event) > _preferred(by_day[event.effective]):
             by_day[event.effective] = event
     return dict(sorted(by_day.items())), undated
+
+
+def _preferred(event: MedicationFact) -> tuple[int, bool]:
+    return _KIND_RANK.get(event.kind, 0), event.dose is not None
 
 
 def windows(days: list[date], period_days: int) -> list[list[date]]:

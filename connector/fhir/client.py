@@ -26,7 +26,9 @@ from connector.fhir.auth import build_auth
 from connector.fhir.capabilities import Capabilities
 from connector.fhir.http import Auth, FhirRequestError, HttpClient, HttpStats, outcome_text, redact_url
 from connector.needs import EVERYTHING, DataNeeds
+from connector.codes import search_tokens
 from connector.parse import reference_id
+from connector.versions import newer_copy
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,12 @@ STALE_PAGES = 3  # pages in a row with nothing new before a search counts as pag
 _IDS_PER_SEARCH = 50  # keeps `Medication?_id=a,b,...` URLs short
 
 Params = list[tuple[str, str]]
+
+
+def _version_key(resource: dict[str, Any]) -> str:
+    """Which version of a resource this is, as the server labels it (for de-duplicating pages)."""
+    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    return f"{meta.get('versionId')}|{meta.get('lastUpdated')}"
 
 
 def check_id(rtype: str, rid: str) -> str:
@@ -148,7 +156,8 @@ class FhirClient:
         first = self.http.get_json(rtype, params=params)
         yield from self.walk_pages(first, f"{rtype} search")
 
-    def walk_pages(self, bundle: Any, label: str, seen: set[tuple[str, str]] | None = None) -> Iterator[dict[str, Any]]:
+    def walk_pages(self, bundle: Any, label: str,
+                   seen: set[tuple[str, str, str]] | None = None) -> Iterator[dict[str, Any]]:
         """The resources of a searchset Bundle and of every page after it.
 
         A server that misbehaves cannot make this page for ever or end short in silence: pages
@@ -159,7 +168,7 @@ class FhirClient:
         visited: set[str] = set()
         total = bundle.get("total") if isinstance(bundle, dict) else None
         total = total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
-        matches = 0
+        matched: set[tuple[str, str]] = set()  # type/id of matches: a newer version of one is not a new match
         stale = 0
         while True:
             if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -167,9 +176,10 @@ class FhirClient:
             fresh = 0
             for resource, is_match in self._entries(bundle, label, seen):
                 fresh += 1
-                matches += is_match
+                if is_match:
+                    matched.add((resource["resourceType"], resource["id"]))
                 yield resource
-            if total is not None and matches > total:
+            if total is not None and len(matched) > total:
                 raise SourceError(f"{label}: the server returned more than the {total} matches it announced; "
                                   "its paging is broken")
             stale = 0 if fresh else stale + 1
@@ -187,11 +197,11 @@ class FhirClient:
             self._check_same_server(next_url, label)
             visited.add(next_url)
             bundle = self.http.get_json(next_url)
-        if total is not None and matches < total:
-            raise SourceError(f"{label}: the server announced {total} matches but returned {matches}")
+        if total is not None and len(matched) < total:
+            raise SourceError(f"{label}: the server announced {total} matches but returned {len(matched)}")
 
     def _entries(self, bundle: dict[str, Any], label: str,
-                 seen: set[tuple[str, str]]) -> Iterator[tuple[dict[str, Any], bool]]:
+                 seen: set[tuple[str, str, str]]) -> Iterator[tuple[dict[str, Any], bool]]:
         """(resource, whether it is a match rather than an `_include`) for each new entry."""
         duplicates = 0
         for entry in bundle.get("entry") or []:
@@ -207,11 +217,13 @@ class FhirClient:
             if not isinstance(rtype, str) or not isinstance(rid, str):
                 log.warning("%s: skipped an entry without resourceType/id", label)
                 continue
-            if (rtype, rid) in seen:
+            version = _version_key(resource)
+            if (rtype, rid, version) in seen:
                 duplicates += 1
                 continue
-            seen.add((rtype, rid))
+            seen.add((rtype, rid, version))
             search = entry.get("search")
+            # another version of a resource already seen is yielded too: patient_resources keeps the newer
             yield resource, not (isinstance(search, dict) and search.get("mode") == "include")
         if duplicates:
             log.debug("%s: %d repeated entries dropped (offset paging while data changed)", label, duplicates)
@@ -261,8 +273,7 @@ class FhirClient:
             narrowing: Params = []
             if rtype == "Observation" and self.server.narrow_observations:
                 if needs.observation_codes and caps.supports_param(rtype, "code"):
-                    narrowing.append(("code", ",".join(sorted(
-                        f"{system}|{code}" if system else code for system, code in needs.observation_codes))))
+                    narrowing.append(("code", ",".join(search_tokens(needs.observation_codes))))
                 if needs.observations_since and caps.supports_param(rtype, "date"):
                     narrowing.append(("date", f"ge{needs.observations_since.isoformat()}"))
             queries.append(self._query(rtype, base, narrowing))
@@ -301,7 +312,8 @@ class FhirClient:
     @staticmethod
     def _collect(resources: Iterable[dict[str, Any]], found: dict[tuple[str, str], dict[str, Any]]) -> None:
         for resource in resources:
-            found.setdefault((resource["resourceType"], resource["id"]), resource)
+            key = (resource["resourceType"], resource["id"])
+            found[key] = newer_copy(found[key], resource) if key in found else resource
 
     def _run_batch(self, queries: list[Query], found: dict[tuple[str, str], dict[str, Any]]) -> None:
         """All searches in one `batch` Bundle; each entry's pages are then followed on their own."""

@@ -222,8 +222,9 @@ class _Builder:
         if kind == "site_country":
             return SiteCountryRule(frozenset(raw["countries"]))
         if kind == "condition":
-            return ConditionRule(self.code_sets(raw["codes"]), self.code_sets(raw.get("exclude_codes")),
-                                 raw.get("clinical_status", "any"), self.code_sets(raw.get("body_sites")))
+            return ConditionRule(self.code_sets(raw.get("codes")), self.code_sets(raw.get("exclude_codes")),
+                                 raw.get("clinical_status", "any"), self.code_sets(raw.get("body_sites")),
+                                 tuple(normalize_text(n) for n in raw.get("names") or []))
         if kind == "observation":
             return ObservationRule(
                 codes=self.code_sets(raw["codes"]),
@@ -290,7 +291,9 @@ class _Builder:
         except UnitError:
             raise self.fail(path, f"{unit!r} is not a known UCUM unit") from None
 
-    @staticmethod
-    def code_sets(raw: list[dict[str, Any]] | None) -> tuple[CodeSet, ...]:
-        return tuple(CodeSet.of(cs["system"], [str(c) for c in cs["codes"]], cs.get("match") == "prefix")
-                     for cs in raw or [])
+    def code_sets(self, raw: list[dict[str, Any]] | None) -> tuple[CodeSet, ...]:
+        try:
+            return tuple(CodeSet.of(cs["system"], [str(c) for c in cs["codes"]], cs.get("match") == "prefix",
+                                    cs.get("match") == "descendants") for cs in raw or [])
+        except ValueError as exc:
+            raise self.fail("codes", str(exc)) from None

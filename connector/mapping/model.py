@@ -55,6 +55,7 @@ class ConditionRule:
     exclude_codes: tuple[CodeSet, ...] = ()
     clinical_status: str = "any"  # any | active
     body_sites: tuple[CodeSet, ...] = ()
+    names: tuple[str, ...] = ()  # normalized; matched in the text of Conditions without a usable code
     kind: str = "condition"
 
 

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from connector.bundles import resolve_bundle
+from connector.codes import canonical_system
 from connector.errors import ConnectorError, ResourceError
 from connector.facts import PatientFacts
 from connector.needs import DataNeeds
@@ -69,12 +71,14 @@ def _open_binary(path: Path) -> IO[bytes]:
 
 
 def iter_resources(path: Path, errors: Any, on_patient_problem: PatientProblem | None = None,
-                   max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES) -> Iterator[tuple[str, dict[str, Any]]]:
+                   max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES,
+                   patient_errors: dict[str, list[str]] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """(location, resource) for every resource in the files.
 
     An unreadable resource (bad bytes, bad JSON, too deep, too large, no type or id) is one
     problem named by file and line; it goes to `on_patient_problem` when it names its patient,
-    else to `errors`. Nothing else of the file is lost.
+    else to `errors`. Nothing else of the file is lost. A readable resource whose references
+    resolve nowhere in its one-patient Bundle is noted in `patient_errors[patient id]`.
     """
     def problem(pid: str | None, message: str) -> None:
         if pid is not None and on_patient_problem is not None:
@@ -87,7 +91,7 @@ def iter_resources(path: Path, errors: Any, on_patient_problem: PatientProblem |
             if ".ndjson" in file.name:
                 yield from _ndjson_resources(file, problem, max_resource_bytes)
             else:
-                yield from _json_resources(file, problem, max_resource_bytes)
+                yield from _json_resources(file, problem, max_resource_bytes, patient_errors)
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             errors.append(f"{file}: cannot read: {exc.__class__.__name__}")
 
@@ -189,8 +193,8 @@ def _ndjson_resources(file: Path, problem: Callable[[str | None, str], None],
                 problem(patient_named_in(raw), f"{location}: {exc}")
 
 
-def _json_resources(file: Path, problem: Callable[[str | None, str], None],
-                    max_bytes: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def _json_resources(file: Path, problem: Callable[[str | None, str], None], max_bytes: int,
+                    patient_errors: dict[str, list[str]] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     with _open_binary(file) as handle:
         raw = handle.read(max_bytes + 1)
     if len(raw) > max_bytes:
@@ -204,17 +208,32 @@ def _json_resources(file: Path, problem: Callable[[str | None, str], None],
     except UnreadableLine as exc:
         problem(None if _BUNDLE_TYPE.search(raw[:4096]) else patient_named_in(raw), f"{file}: {exc}")
         return
-    entries = data.get("entry")
-    for i, entry in enumerate(entries if isinstance(entries, list) else []):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
+    entries, unresolved = resolve_bundle(data)
+    patients = [r["id"] for _, r in entries if isinstance(r, dict) and r.get("resourceType") == "Patient"
+                and isinstance(r.get("id"), str)]
+    for i, resource in entries:
         location = f"{file}: entry[{i}]"
         if resource is None:
             problem(None, f"{location}: entry without resource")
             continue
         try:
-            yield location, check_resource(resource)
+            checked = check_resource(resource)
         except UnreadableLine as exc:
             problem(patient_of_invalid(resource), f"{location}: {exc}")
+            continue
+        if i in unresolved:
+            _dangling(checked, unresolved[i], patients, patient_errors)
+        yield location, checked
+
+
+def _dangling(resource: dict[str, Any], references: list[str], patients: list[str],
+              patient_errors: dict[str, list[str]] | None) -> None:
+    """A subject that names nothing in its Bundle: the patient's error when the Bundle holds one
+    patient (it is that patient's record); otherwise the source reports it has no subject."""
+    if len(patients) == 1 and patient_errors is not None and patient_id_of(resource) is None:
+        patient_errors.setdefault(patients[0], []).append(
+            f"{resource['resourceType']}/{short(resource['id'], 64)}: reference {', '.join(references)} "
+            "resolves nowhere in its Bundle; not used")
 
 
 def _mb(size: int) -> str:
@@ -231,7 +250,7 @@ def wanted(resource: dict[str, Any], needs: DataNeeds) -> bool:
     if rtype == "Observation" and needs.observation_codes:
         code = resource.get("code")
         codings = code.get("coding") if isinstance(code, dict) else None
-        return any(isinstance(c, dict) and (c.get("system"), c.get("code")) in needs.observation_codes
+        return any(isinstance(c, dict) and (canonical_system(c.get("system")), c.get("code")) in needs.observation_codes
                    for c in codings or [])
     return True
 
@@ -349,6 +368,7 @@ class FileSource:
         self.path = path
         self.max_resource_bytes = max_resource_bytes
         self.errors: Any = ProblemLog()
+        self.patient_errors: dict[str, list[str]] = {}  # problems that belong to one patient's result
         self.patient_count: int | None = None
 
     def describe(self) -> str:
@@ -368,7 +388,8 @@ class FileSource:
             spill.close()
 
     def _load(self, spill: _Spill, needs: DataNeeds) -> None:
-        for location, resource in iter_resources(self.path, self.errors, spill.add_problem, self.max_resource_bytes):
+        for location, resource in iter_resources(self.path, self.errors, spill.add_problem, self.max_resource_bytes,
+                                                 self.patient_errors):
             if not wanted(resource, needs):
                 continue
             pid = patient_id_of(resource)
@@ -376,7 +397,7 @@ class FileSource:
                 spill.add(pid, resource)
             elif resource["resourceType"] == "Medication":
                 spill.shared.append(resource)
-            elif resource["resourceType"] in PATIENT_FIELDS:
+            elif resource["resourceType"] in PATIENT_FIELDS and not self._placed_as_error(resource):
                 self.errors.append(f"{location}: {resource['resourceType']}/{short(resource['id'], 64)} "
                                    "has no Patient subject")
         spill.finish()
@@ -385,8 +406,11 @@ class FileSource:
         if len(self.errors) > _MAX_ERRORS_LOGGED:
             log.warning("... and %d more problem(s) reading %s", len(self.errors) - _MAX_ERRORS_LOGGED, self.path)
 
-    @staticmethod
-    def _facts(spill: _Spill, pid: str) -> PatientFacts | ConnectorError:
+    def _placed_as_error(self, resource: dict[str, Any]) -> bool:
+        prefix = f"{resource['resourceType']}/{short(resource['id'], 64)}: "
+        return any(m.startswith(prefix) for messages in self.patient_errors.values() for m in messages)
+
+    def _facts(self, spill: _Spill, pid: str) -> PatientFacts | ConnectorError:
         count, shown = spill.problems(pid)
         if count:
             more = f" (and {count - len(shown)} more)" if count > len(shown) else ""
@@ -405,5 +429,6 @@ class FileSource:
         except Exception as exc:  # noqa: BLE001 - one patient's unexpected failure must not sink the run
             log.debug("Patient/%s: unexpected failure", pid, exc_info=True)
             return ResourceError(f"unexpected {exc.__class__.__name__} while reading the patient's data")
+        facts.errors.extend(self.patient_errors.get(pid, []))
         facts.data_version = digest
         return facts
