@@ -12,7 +12,7 @@ import responses
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.researchstudy import ResearchStudy
 
-from connector.registry.schemas import TRIAL_SCHEMA
+from connector.resources import schema_path
 from registry_support import API, FIXTURES, fast_config, load, run_cli, study, with_status
 
 SEED = "NCT05773274"
@@ -61,7 +61,7 @@ def test_sync_one_trial_then_show_json_and_fhir(cli):
     shown = cli("show", SEED, "--format", "json")
     assert shown.exit_code == 0
     record = json.loads(shown.stdout)  # stdout holds only the record
-    jsonschema.validate(record, json.loads(TRIAL_SCHEMA.read_text()))
+    jsonschema.validate(record, json.loads(schema_path("trial.schema.json").read_text()))
     source = study(SEED)["protocolSection"]
     assert record["phases"] == ["PHASE2"] and record["minimum_age"] == "18 Years" and record["minimum_age_years"] == 18
     assert record["eligibility_criteria"] == source["eligibilityModule"]["eligibilityCriteria"]
