@@ -207,6 +207,7 @@ def test_import_stores_good_files_and_rejects_schema_breaking_ones(cli):
 
 
 def test_show_and_changes_of_unknown_trial(cli):
+    assert cli("import", str(FIXTURES / "studies" / f"{SEED}.json")).exit_code == 0
     result = cli("show", "NCT00000003", "--format", "json")
     assert result.exit_code == 1 and result.stdout == ""
     assert "NCT00000003: not in the store" in result.stderr
