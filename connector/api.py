@@ -67,6 +67,7 @@ class ScreenOutcome:
     report: ScreenReport
     patient_errors: list[tuple[str, str]] = field(default_factory=list)  # (patient id, message)
     source_errors: list[str] = field(default_factory=list)  # unreadable files, resources without a patient
+    source_name: str = "the resources given"  # e.g. "files under examples/patients", "FHIR server hospital"
 
 
 def load_mapping(trial: str | None = None, *, file: str | Path | None = None,
@@ -123,7 +124,8 @@ def screen_source(source: str | Path, trial: TrialMapping, *, patient_ids: Itera
     if not opened.is_local and not ids:
         raise ConnectorError(f"{opened.describe()}: give patient ids (whole server populations are screened "
                              "by the scheduled run, not by screen)")
-    outcome = ScreenOutcome(trial.new_report(screening_date), source_errors=opened.errors)
+    outcome = ScreenOutcome(trial.new_report(screening_date), source_errors=opened.errors,
+                            source_name=opened.describe())
     try:
         for patient_id, item in opened.iter_facts(data_needs(trial.mapping, screening_date), ids or None):
             if isinstance(item, ConnectorError):

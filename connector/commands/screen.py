@@ -60,7 +60,7 @@ def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[s
     for patient_id, message in outcome.patient_errors:
         click.echo(f"error: Patient/{patient_id}: {message}", err=True)
     if outcome.source_errors:
-        click.echo(f"warning: {len(outcome.source_errors)} problem(s) reading {source_arg}; "
+        click.echo(f"warning: {len(outcome.source_errors)} problem(s) reading {outcome.source_name}; "
                    "data in them was not screened", err=True)
     report = outcome.report
     log.info("screened %d patient(s) for %s, %d failed", len(report.patients), trial, len(outcome.patient_errors))
