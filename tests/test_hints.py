@@ -56,7 +56,7 @@ def test_window_start_follows_the_screening_date_and_window():
     rule = ObservationRule((CodeSet.of(LOINC, ["751-8"]),), ">=", Threshold(1.0, "10*9/L"), 14)
     _, hint = settle(criterion("neutrophils", rule))
     assert hint.dated_from == "2026-11-02" and hint.latest_date is None
-    assert hint.hint == "needs neutrophils >= 1 10⁹/L dated 2026-11-02 or later; none on record"
+    assert hint.hint == "needs neutrophils >= 1 × 10⁹/L dated 2026-11-02 or later; none on record"
 
 
 def test_value_that_fails_says_it_does_not_meet_the_threshold():

@@ -2,8 +2,9 @@
 
 Local sources (files) are screened whole by default; a FHIR server needs `--patient` (whole
 populations are the scheduled run's job). A patient whose data cannot be read is reported on
-stderr by id and the others are still screened: exit 3 then, 0 when all went well, 1 for
-usage or mapping errors.
+stderr by id and the others are still screened. Exit 3 when anything could not be read (a
+patient, a resource of a screened patient, a file of the source: counted apart in the summary),
+0 when all went well, 1 for usage or mapping errors.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from connector.evaluation import evaluate_patient
 from connector.commands.options import command_config, db_option, store_url, trial_id
 from connector.mapping import data_needs, load_trial_mapping
 from connector.mapping.loader import display_name
+from connector.report.output import FORMATS, check_summary, summary_option, write_report
+from connector.report.tally import Tally
 from connector.results import ScreenReport
 from connector.trial_record import criteria_hash_warning, stored_criteria_text_at
 
@@ -32,7 +35,9 @@ log = logging.getLogger(__name__)
 @click.option("--patient", "patient_ids", multiple=True, help="Patient id to screen (repeatable).")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Screening date YYYY-MM-DD (default: today).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="table (for people), json, csv (a row per patient), csv-criteria (a row per patient and criterion).")
+@summary_option
 @click.option("--mapping", "mapping_path", type=click.Path(path_type=Path), default=None,
               help="Mapping file (default: mappings/<NCT>.yaml).")
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country, US).")
@@ -42,11 +47,13 @@ log = logging.getLogger(__name__)
 @db_option
 @click.pass_context
 def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[str, ...], as_of, output_format: str,
-           mapping_path: Path | None, site_country: str | None, trial_record: Path | None, db: str | None) -> int:
+           mapping_path: Path | None, site_country: str | None, trial_record: Path | None, db: str | None,
+           summary: bool) -> int:
     """Pre-screen patients for one trial: each criterion met / not met / unknown, with evidence."""
     from connector.sources import open_source  # the source layer pulls in HTTP only when needed
 
     trial = trial_id(trial)
+    check_summary(output_format, summary)
     screening_date: date = as_of.date() if as_of else date.today()
     path, mapping = load_trial_mapping(trial, mapping_path)
     name = display_name(path)
@@ -75,12 +82,6 @@ def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[s
                    "data in them was not screened", err=True)
     log.info("screened %d patient(s) for %s, %d failed", len(report.patients), trial, failed)
 
-    if output_format == "json":
-        from connector.report.json_out import render_json
-
-        click.echo(render_json(report))
-    else:
-        from connector.report.table import render_table
-
-        click.echo(render_table(report, mapping))
-    return EXIT_PARTIAL if failed or source.errors else EXIT_OK
+    tally = Tally.of(report.patients, not_screened=failed, source_problems=len(source.errors))
+    write_report(output_format, report, mapping, summary=summary, tally=tally)
+    return EXIT_PARTIAL if tally.has_errors else EXIT_OK

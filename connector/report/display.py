@@ -17,6 +17,7 @@ WHOLE_UNITS = {
 }
 _POWER_OF_TEN = re.compile(r"10\*(-?\d+)")
 _MICRO = re.compile(r"(?<![A-Za-z])u(?=(?:mol|g|L|l|U|IU|kat|m)\b)")
+_SCALED = re.compile("10[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]")
 _ANNOTATION = re.compile(r"\{([^}]*)\}")
 
 
@@ -42,6 +43,9 @@ def number(value: float | int) -> str:
 
 
 def quantity(value: float | int | str | None, unit: str | None) -> str:
-    """A value with its unit, shown: `12.4 g/dL`, `58 years`, `Not pregnant`."""
+    """A value with its unit, shown: `12.4 g/dL`, `58 years`, `3.1 × 10⁹/L`, `Not pregnant`."""
     shown_value = number(value) if isinstance(value, (int, float)) else ("" if value is None else str(value))
-    return " ".join(part for part in (shown_value, human_unit(unit)) if part)
+    shown_unit = human_unit(unit)
+    if shown_value and _SCALED.match(shown_unit):  # 3.1 × 10⁹/L, as lab reports print it
+        return f"{shown_value} × {shown_unit}"
+    return " ".join(part for part in (shown_value, shown_unit) if part)
