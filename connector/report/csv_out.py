@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import date
 
 from connector.mapping.model import ManualRule, Mapping
+from connector.report.display import number
 from connector.report.hints import patient_hints
 from connector.report.json_out import criterion_fields
 from connector.report.table import format_evidence
@@ -76,7 +77,7 @@ def render_criteria_csv(results: Iterable[PatientResult], mapping: Mapping,
                 "patient": result.patient, "status": result.status, "as_of": as_of.isoformat(), "criterion": c.id,
                 "type": criterion.type if criterion else "", "outcome": c.outcome, "reason": c.reason,
                 "text": known.get("text", ""), "comparator": threshold.get("comparator", ""),
-                "threshold": threshold.get("value", ""), "unit": threshold.get("unit") or "",
+                "threshold": number(threshold["value"]) if threshold else "", "unit": threshold.get("unit") or "",
                 "relative_to": threshold.get("relative_to") or "", "window_days": known.get("window_days") or "",
                 "action": hint.action if hint else "", "dated_from": hint.dated_from or "" if hint else "",
                 "latest_value": "" if hint is None or hint.latest_value is None else hint.latest_value,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from connector.mapping.model import Mapping
 from connector.report.console import Console
-from connector.report.table import STATUS_COLOURS, manual_only
+from connector.report.table import STATUS_COLOURS, manual_only, title, totals, wrap
 from connector.report.tally import Tally, count
 from connector.results import NOT_MET, UNKNOWN, PatientResult, ScreenReport
 
@@ -32,14 +32,15 @@ def deciding(patient: PatientResult, review: set[str]) -> Groups:
 
 
 def fit_line(start: str, groups: Groups, suffix: str, width: int) -> str:
-    """`start` + the groups + `suffix`, dropping items from the end (`+N more`) until it fits."""
+    """`start` + the groups + `suffix`, dropping items from the end (`+N more`) until it fits;
+    when not even one item fits, how many there are per group (`unknown: 3`)."""
     items = [(label, item) for label, ids in groups for item in ids]
-    for keep in range(len(items), -1, -1):
+    for keep in range(len(items), 0, -1):
         more = f" (+{len(items) - keep} more)" if keep < len(items) else ""
         line = start + _join(items[:keep]) + more + suffix
-        if len(line) <= width or keep == 0:
+        if len(line) <= width:
             return line
-    return start + suffix  # no items at all
+    return start + "; ".join(f"{label}: {len(ids)}" for label, ids in groups) + suffix
 
 
 def _join(items: list[tuple[str, str]]) -> str:
@@ -54,6 +55,8 @@ def summary_line(patient: PatientResult, review: set[str], patient_width: int, c
     start = f"{patient.patient:<{patient_width}}  {status}  "
     groups = deciding(patient, review)
     suffix = f"; {count(len(patient.errors), 'error')}" if patient.errors else ""
+    suffix, start = console.fit(suffix), console.fit(start)
+    groups = [(label, [console.fit(i) for i in ids]) for label, ids in groups]
     line = fit_line(start, groups, suffix, console.width) if groups else start + "all computable criteria met" + suffix
     styled = console.style(status, fg=STATUS_COLOURS.get(patient.status), bold=True)
     return line.replace(status, styled, 1)
@@ -64,11 +67,11 @@ def render_summary(report: ScreenReport, mapping: Mapping, console: Console | No
     console = console or Console()
     review = set(manual_only(mapping))
     width = max((len(p.patient) for p in report.patients), default=0)
-    lines = [f"{report.trial} as of {report.as_of.isoformat()} (mapping {report.mapping_file})", ""]
+    lines = [*title(report, console), ""]
     lines.extend(summary_line(p, review, width, console) for p in report.patients)
     lines.append("")
     if report.patients and review:
-        lines.append(f"+ {count(len(review), 'criterion', 'criteria')} a person reviews for every patient "
-                     "(listed without --summary)")
-    lines.extend((tally or Tally.of(report.patients)).lines())
+        lines.extend(wrap(console, f"+ {count(len(review), 'criterion', 'criteria')} a person reviews for every "
+                                   "patient (listed without --summary)", "", "  "))
+    lines.extend(totals(tally or Tally.of(report.patients), console))
     return "\n".join(lines)

@@ -41,10 +41,12 @@ def manual_only(mapping: Mapping) -> list[str]:
     return [c.id for c in mapping.criteria if isinstance(c.rule, ManualRule)]
 
 
-def wrap(text: str, width: int, first: str, rest: str = INDENT) -> list[str]:
-    """Wrap to `width` columns; long references are broken rather than overflow the line."""
-    return textwrap.wrap(text, max(width, len(first) + 10), initial_indent=first, subsequent_indent=rest,
-                         break_long_words=True, break_on_hyphens=False) or [first.rstrip()]
+def wrap(console: Console, text: str, first: str, rest: str = INDENT) -> list[str]:
+    """Wrap to the console's width, measured in the characters it will really print (an ASCII
+    console's `>=` is two); long references are broken rather than overflow the line."""
+    first, rest = console.fit(first), console.fit(rest)
+    return textwrap.wrap(console.fit(text), max(console.width, len(first) + 10), initial_indent=first,
+                         subsequent_indent=rest, break_long_words=True, break_on_hyphens=False) or [first.rstrip()]
 
 
 class TableLayout:
@@ -58,7 +60,7 @@ class TableLayout:
 
     def criterion_lines(self, result: CriterionResult, type_: str, hint: str | None) -> list[str]:
         console, width = self.console, self.console.width
-        symbol = SYMBOLS.get(result.outcome, "?")
+        symbol = console.fit(SYMBOLS.get(result.outcome, "?"))
         outcome = "review" if result.reason == "manual" else result.outcome
         head = f"  {symbol} {result.id:<{self.id_width}} {type_[:4]:<4} {outcome:<7} {result.reason:<{self.reason_width}} "
         colour = OUTCOME_COLOURS.get(result.outcome, "yellow")
@@ -68,22 +70,22 @@ class TableLayout:
         if len(result.evidence) > MAX_EVIDENCE_SHOWN:
             shown += f" (+{len(result.evidence) - MAX_EVIDENCE_SHOWN} more)"
         if len(head.rstrip()) > width:  # a very narrow terminal: no columns, everything wrapped
-            lines = wrap(f"{symbol} {result.id} {type_[:4]} {outcome} {result.reason}", width, "  ", INDENT)
-            lines.extend(wrap(shown, width, INDENT) if shown else [])
+            lines = wrap(console, f"{symbol} {result.id} {type_[:4]} {outcome} {result.reason}", "  ", INDENT)
+            lines.extend(wrap(console, shown, INDENT) if shown else [])
         elif not shown:
             lines = [styled.rstrip()]
         elif width - len(head) >= EVIDENCE_BELOW_UNDER:
-            lines = wrap(shown, width, head, " " * len(head))
+            lines = wrap(console, shown, head, " " * len(head))
             lines[0] = styled + lines[0][len(head):]
         else:
-            lines = [styled.rstrip(), *wrap(shown, width, INDENT)]
+            lines = [styled.rstrip(), *wrap(console, shown, INDENT)]
         if hint:
-            lines.extend(wrap(hint, width, INDENT + "→ ", INDENT + "  "))
+            lines.extend(wrap(console, hint, INDENT + "→ ", INDENT + "   "))
         return lines
 
 
 def render_patient(patient: PatientResult, mapping: Mapping, layout: TableLayout, as_of: date) -> list[str]:
-    console, width = layout.console, layout.console.width
+    console = layout.console
     status = console.style(patient.status.upper(), fg=STATUS_COLOURS.get(patient.status), bold=True)
     lines = [f"{patient.patient}  {status}"]
     review = set(manual_only(mapping))
@@ -100,11 +102,11 @@ def render_patient(patient: PatientResult, mapping: Mapping, layout: TableLayout
         lines.append(f"  ? to review (manual): {count(to_review, 'criterion', 'criteria')}, listed once below")
     for arm in patient.arms:
         options = ", ".join(arm.options) if arm.options else "(none)"
-        lines.extend(wrap(options, width, f"  arm {arm.label}: "))
+        lines.extend(wrap(console, options, f"  arm {arm.label}: "))
         for excluded in arm.excluded_options:
-            lines.extend(wrap(excluded.why, width, f"{INDENT}not {excluded.option}: ", INDENT + "  "))
+            lines.extend(wrap(console, excluded.why, f"{INDENT}not {excluded.option}: ", INDENT + "  "))
     for error in patient.errors:
-        lines.extend(wrap(error, width, "  error: ", INDENT))
+        lines.extend(wrap(console, error, "  error: ", INDENT))
     return lines
 
 
@@ -113,9 +115,10 @@ def review_list(mapping: Mapping, console: Console) -> list[str]:
     ids = manual_only(mapping)
     if not ids:
         return []
-    lines = [f"To review (manual) for every patient of {mapping.trial}: {count(len(ids), 'criterion', 'criteria')}"]
+    lines = wrap(console, f"To review (manual) for every patient of {mapping.trial}: "
+                          f"{count(len(ids), 'criterion', 'criteria')}", "", "  ")
     for criterion in (mapping.criterion(i) for i in ids):
-        lines.extend(wrap(criterion_text(criterion), console.width, f"  ? {criterion.id}: ", INDENT))
+        lines.extend(wrap(console, criterion_text(criterion), f"  ? {criterion.id}: ", INDENT))
     return lines
 
 
@@ -124,8 +127,7 @@ def render_table(report: ScreenReport, mapping: Mapping, console: Console | None
     """The whole report; `as_of_for` gives each stored result's own screening date (`results`)."""
     console = console or Console()
     layout = TableLayout(report, set(manual_only(mapping)), console)
-    lines = wrap(f"{report.trial} as of {report.as_of.isoformat()} (mapping {report.mapping_file})",
-                 console.width, "", "  ")
+    lines = title(report, console)
     lines.append("")
     for patient in report.patients:
         as_of = as_of_for(patient) if as_of_for else report.as_of
@@ -134,5 +136,13 @@ def render_table(report: ScreenReport, mapping: Mapping, console: Console | None
     if report.patients:
         lines.extend(review_list(mapping, console))
         lines.append("")
-    lines.extend((tally or Tally.of(report.patients)).lines())
+    lines.extend(totals(tally or Tally.of(report.patients), console))
     return "\n".join(lines)
+
+
+def title(report: ScreenReport, console: Console) -> list[str]:
+    return wrap(console, f"{report.trial} as of {report.as_of.isoformat()} (mapping {report.mapping_file})", "", "  ")
+
+
+def totals(tally: Tally, console: Console) -> list[str]:
+    return [line for text in tally.lines() for line in wrap(console, text, "", "  ")]
