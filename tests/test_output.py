@@ -325,3 +325,20 @@ def test_per_patient_as_of_for_stored_results(tmp_path):
     code, out, _ = invoke("results", "--trial", TRIAL, "--format", "json", "--db", db)
     hb = next(c for c in json.loads(out)["patients"][0]["criteria"] if c["id"] == "hemoglobin")
     assert hb["settle"]["dated_from"] == (date(2026, 11, 20) - (date(2026, 11, 16) - date(2026, 10, 19))).isoformat()
+
+
+# ---- the README's first command ---------------------------------------------------------------
+
+def test_readme_first_command_states_the_date_it_pins():
+    """The first command pins --as-of; the date is stated next to it, and it is the cohort's own."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```sh\n", 1)[1].split("```", 1)[0]
+    first = block.splitlines()[0]
+    pinned = re.search(r"--as-of (\d{4}-\d{2}-\d{2})", first).group(1)
+    after = readme.split("```", 2)[2].split("\n\n", 2)[1]  # the paragraph right after the commands
+    assert f"dated relative to **{pinned}**" in after and "without `--as-of`" in after
+    cohort = (EXAMPLES / "README.md").read_text(encoding="utf-8")
+    assert f"**Screening date: {pinned}.** All clinical dates are relative to it" in cohort
+    args = first.split("&& ", 1)[1].split()[1:]
+    code, out, _ = invoke(*args)
+    assert code == 3 and "18 patients screened" in out  # the command works, and exits 3 as the README says
