@@ -6,7 +6,6 @@ recent finished run of the trial: the list research staff act on each morning.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Any
 
@@ -55,7 +54,7 @@ def results(ctx: click.Context, trial: str, status: str | None, new_only: bool, 
             if post:
                 _post(ctx, store, bundle, server_arg, last)
                 click.echo(f"posted {len(rows)} ResearchSubject(s) for {trial}", err=True)
-            click.echo(json.dumps(bundle, indent=2, ensure_ascii=not Console.detect().can_encode("≥µ")))
+            click.echo(Console.detect().json(bundle))
             return 0
     mapping = report_mapping(trial)
     report = _report(trial, as_of, patients, mapping)
@@ -88,9 +87,7 @@ def _report(trial: str, as_of: str, patients: list[PatientResult], mapping: Any)
 def _plain(report: ScreenReport, output_format: str) -> None:
     """Without the trial's mapping: the stored results as they are (no hints, no criterion text)."""
     if output_format == "json":
-        from connector.report.json_out import render_json
-
-        click.echo(render_json(report, ensure_ascii=True))
+        click.echo(Console.detect().json(report.to_json()))
     elif output_format.startswith("csv"):
         from connector.report.csv_out import render_csv
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import click
 from connector.commands.options import command_config, db_option, open_command_store, trial_id
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 from connector.pipeline import RunOptions, RunOutcome, ScheduledRun, TrialSpec
-from connector.report.tally import Tally, count
+from connector.report.tally import Tally, count, statuses
 from connector.scheduled import records
 from connector.scheduled.progress import Progress
 from connector.store import Store
@@ -104,8 +103,7 @@ def run_summary(store: Store, outcome: RunOutcome, trials: list[str]) -> RunSumm
              f"{count(len(trials), 'trial')}"]
     by_trial = records.run_status_counts(store, r.id)
     for trial in trials:
-        trial_tally = Tally(by_status=Counter(by_trial.get(trial, {})))
         new = len(records.changed_in_run(store, trial, r.id))
-        lines.append(f"  {trial}: {trial_tally.statuses()}; {new} new or changed since the last run")
+        lines.append(f"  {trial}: {statuses(by_trial.get(trial, {}))}; {new} new or changed since the last run")
     lines.append(tally.errors())
     return RunSummary(lines, tally)

@@ -10,6 +10,7 @@ and never with NO_COLOR set (https://no-color.org) or TERM=dumb.
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import re
 import shutil
@@ -89,6 +90,11 @@ class Console:
 
     def can_encode(self, text: str) -> bool:
         return _encodable(text, self.encoding)
+
+    def json(self, data: Any) -> str:
+        """Indented JSON; `\\uXXXX` escapes (the same data) when the stream cannot encode the text."""
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+        return text if self.can_encode(text) else json.dumps(data, indent=2)
 
     def echo(self, text: str, err: bool = False, nl: bool = True) -> None:
         click.echo(self.fit(text), err=err, nl=nl, color=self.colour)

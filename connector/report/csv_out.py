@@ -59,11 +59,11 @@ def render_csv(results: Iterable[PatientResult], criterion_ids: list[str] | None
 
 def render_criteria_csv(results: Iterable[PatientResult], mapping: Mapping,
                         as_of_for: Callable[[PatientResult], date]) -> str:
-    """One row per patient x criterion (see the module docstring)."""
+    """One row per patient x criterion (see the module docstring); empty cells for what does not apply."""
     fields = criterion_fields(mapping)
     criteria = {c.id: c for c in mapping.criteria}
     out = io.StringIO()
-    writer = csv.DictWriter(out, CRITERIA_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, CRITERIA_COLUMNS, lineterminator="\n", restval="", extrasaction="ignore")
     writer.writeheader()
     for result in results:
         as_of = as_of_for(result)
@@ -72,19 +72,15 @@ def render_criteria_csv(results: Iterable[PatientResult], mapping: Mapping,
             known = fields.get(c.id, {})
             threshold = known.get("threshold") or {}
             hint = hints.get(c.id)
-            criterion = criteria.get(c.id)
-            writer.writerow({
+            row = {k: v for k, v in (hint.to_json() if hint else {}).items() if v is not None}
+            row.update({
                 "patient": result.patient, "status": result.status, "as_of": as_of.isoformat(), "criterion": c.id,
-                "type": criterion.type if criterion else "", "outcome": c.outcome, "reason": c.reason,
-                "text": known.get("text", ""), "comparator": threshold.get("comparator", ""),
-                "threshold": number(threshold["value"]) if threshold else "", "unit": threshold.get("unit") or "",
-                "relative_to": threshold.get("relative_to") or "", "window_days": known.get("window_days") or "",
-                "action": hint.action if hint else "", "dated_from": hint.dated_from or "" if hint else "",
-                "latest_value": "" if hint is None or hint.latest_value is None else hint.latest_value,
-                "latest_unit": (hint.latest_unit or "") if hint else "",
-                "latest_date": (hint.latest_date or "") if hint else "",
-                "latest_reference": (hint.latest_reference or "") if hint else "",
-                "hint": hint.hint if hint else "",
+                "type": criteria[c.id].type if c.id in criteria else "", "outcome": c.outcome, "reason": c.reason,
+                "text": known.get("text") or "", "window_days": known.get("window_days") or "",
                 "evidence": "; ".join(format_evidence(e) for e in c.evidence),
             })
+            if threshold:
+                row.update(comparator=threshold["comparator"], threshold=number(threshold["value"]),
+                           unit=threshold["unit"] or "", relative_to=threshold["relative_to"] or "")
+            writer.writerow(row)
     return out.getvalue()

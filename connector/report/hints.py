@@ -40,7 +40,7 @@ from connector.mapping.model import (
     SiteCountryRule,
 )
 from connector.report.display import human_unit, number, quantity
-from connector.results import MET, NOT_MET, CriterionResult, Evidence
+from connector.results import MET, CriterionResult, Evidence
 
 MEASURE, FIX_DATA, REVIEW, RECORD, EXCLUDED = "measure", "fix-data", "review", "record", "excluded"
 ACTIONS = (MEASURE, FIX_DATA, REVIEW, RECORD, EXCLUDED)

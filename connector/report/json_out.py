@@ -48,6 +48,6 @@ def annotated(report: ScreenReport, mapping: Mapping,
 
 
 def render_json(report: ScreenReport, mapping: Mapping | None = None,
-                as_of_for: Callable[[PatientResult], date] | None = None, ensure_ascii: bool = False) -> str:
+                as_of_for: Callable[[PatientResult], date] | None = None) -> str:
     data = annotated(report, mapping, as_of_for) if mapping is not None else report.to_json()
-    return json.dumps(data, indent=2, ensure_ascii=ensure_ascii)
+    return json.dumps(data, indent=2, ensure_ascii=False)

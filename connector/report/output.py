@@ -37,10 +37,9 @@ def write_report(output_format: str, report: ScreenReport, mapping: Mapping, *, 
     console = Console.detect()
     per_patient = as_of_for or (lambda _patient: report.as_of)
     if output_format == "json":
-        from connector.report.json_out import render_json
+        from connector.report.json_out import annotated
 
-        text = render_json(report, mapping, per_patient)
-        click.echo(text if console.can_encode(text) else render_json(report, mapping, per_patient, ensure_ascii=True))
+        click.echo(console.json(annotated(report, mapping, per_patient)))
     elif output_format == "csv":
         from connector.report.csv_out import render_csv
 

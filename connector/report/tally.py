@@ -11,7 +11,7 @@ Any of them makes the command exit 3 (done, with errors).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from connector.results import CANDIDATE, STATUSES, PatientResult
@@ -22,6 +22,12 @@ STATUS_PLURAL = {CANDIDATE: "candidates"}
 def count(n: int, singular: str, plural: str | None = None) -> str:
     """`1 patient`, `2 patients`."""
     return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
+def statuses(by_status: Mapping[str, int]) -> str:
+    """`6 candidates, 4 possible, 8 excluded` (every status, zeros included)."""
+    return ", ".join(f"{by_status.get(s, 0)} {s if by_status.get(s, 0) == 1 else STATUS_PLURAL.get(s, s)}"
+                     for s in STATUSES)
 
 
 @dataclass
@@ -49,9 +55,7 @@ class Tally:
         return bool(self.resource_errors or self.not_screened or self.source_problems)
 
     def statuses(self) -> str:
-        """`6 candidates, 4 possible, 8 excluded` (every status, zeros included)."""
-        return ", ".join(f"{self.by_status.get(s, 0)} {STATUS_PLURAL.get(s, s) if self.by_status.get(s, 0) != 1 else s}"
-                         for s in STATUSES)
+        return statuses(self.by_status)
 
     def errors(self) -> str:
         """`errors: 1 resource error in 1 screened patient, ...` or `no errors`."""
