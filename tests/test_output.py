@@ -342,3 +342,19 @@ def test_readme_first_command_states_the_date_it_pins():
     args = first.split("&& ", 1)[1].split()[1:]
     code, out, _ = invoke(*args)
     assert code == 3 and "18 patients screened" in out  # the command works, and exits 3 as the README says
+
+
+def test_run_counts_resource_errors_on_both_stores(store_url, tmp_path):
+    """The resource-error count reads stored results (JSON text differs between SQLite and PostgreSQL)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("01-clear-candidate.json", "04-excluded-low-hemoglobin.json", "11-possible-malformed-resource.json",
+                 "11-possible-malformed-observation.json"):
+        shutil.copy(EXAMPLES / name, folder / name)
+    code, out, _ = invoke("run", "--trial", TRIAL, "--source", str(folder), "--as-of", AS_OF, "--db", store_url)
+    assert code == 3
+    assert f"  {TRIAL}: 1 candidate, 1 possible, 1 excluded; 3 new or changed since the last run" in out
+    assert out.rstrip().endswith("errors: 1 resource error in 1 screened patient (see its errors)")
+    (folder / "11-possible-malformed-observation.json").unlink()
+    code, out, _ = invoke("run", "--trial", TRIAL, "--source", str(folder), "--as-of", AS_OF, "--db", store_url)
+    assert code == 0 and out.rstrip().endswith("no errors")
