@@ -276,6 +276,12 @@ def test_csv_criteria_is_a_row_per_patient_and_criterion():
     assert row["hint"].startswith("needs hemoglobin >= 80 g/L") and "Observation/net04-hb" in row["evidence"]
     met = next(r for r in rows if r["patient"] == "Patient/net01" and r["criterion"] == "hemoglobin")
     assert met["hint"] == "" and met["action"] == ""
+    code, out, _ = invoke(*SCREEN, "--patient", "net02", "--format", "csv")
+    [wide] = list(csv.DictReader(io.StringIO(out)))
+    assert wide["as_of"] == AS_OF and wide["neutrophils"] == "unknown (no-data)"
+    assert wide["to settle"].split(" | ") == [
+        "neutrophils: needs neutrophils >= 1 × 10⁹/L dated 2026-10-19 or later; none on record",
+        "platelets: needs platelets >= 80 × 10⁹/L dated 2026-10-19 or later; none on record"]
 
 
 # ---- counts and errors ------------------------------------------------------------------------

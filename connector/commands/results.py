@@ -63,8 +63,7 @@ def results(ctx: click.Context, trial: str, status: str | None, new_only: bool, 
         return 0
     screened = {PatientResult.from_json(r["result"]).patient: r["as_of"] for r in rows}
     write_report(output_format, report, mapping, summary=summary,
-                 as_of_for=lambda patient: date.fromisoformat(screened.get(patient.patient, as_of)),
-                 extra_columns={"as_of": screened})
+                 as_of_for=lambda patient: date.fromisoformat(screened.get(patient.patient, as_of)))
     return 0
 
 

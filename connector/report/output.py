@@ -32,8 +32,8 @@ def check_summary(output_format: str, summary: bool) -> None:
 
 
 def write_report(output_format: str, report: ScreenReport, mapping: Mapping, *, summary: bool = False,
-                 tally: Tally | None = None, as_of_for: Callable[[PatientResult], date] | None = None,
-                 extra_columns: dict[str, dict[str, str]] | None = None) -> None:
+                 tally: Tally | None = None, as_of_for: Callable[[PatientResult], date] | None = None) -> None:
+    """`as_of_for`: each patient's own screening date (stored results), else the report's."""
     console = Console.detect()
     per_patient = as_of_for or (lambda _patient: report.as_of)
     if output_format == "json":
@@ -44,7 +44,8 @@ def write_report(output_format: str, report: ScreenReport, mapping: Mapping, *, 
         from connector.report.csv_out import render_csv
 
         ids = [c.id for c in mapping.criteria]
-        console.echo(render_csv(report.patients, ids, extra_columns, mapping, per_patient), nl=False)
+        screened = {"as_of": {p.patient: per_patient(p).isoformat() for p in report.patients}}
+        console.echo(render_csv(report.patients, ids, screened, mapping, per_patient), nl=False)
     elif output_format == "csv-criteria":
         from connector.report.csv_out import render_criteria_csv
 
