@@ -15,11 +15,11 @@ import io
 from collections.abc import Callable, Iterable
 from datetime import date
 
-from connector.mapping.model import ManualRule, Mapping
+from connector.mapping.model import Mapping
 from connector.report.display import number
 from connector.report.hints import patient_hints
 from connector.report.json_out import criterion_fields
-from connector.report.table import format_evidence
+from connector.report.table import format_evidence, manual_only
 from connector.results import UNKNOWN, PatientResult
 
 CRITERIA_COLUMNS = ["patient", "status", "as_of", "criterion", "type", "outcome", "reason", "text", "comparator",
@@ -37,6 +37,8 @@ def render_csv(results: Iterable[PatientResult], criterion_ids: list[str] | None
         criterion_ids = list(dict.fromkeys(c.id for r in results for c in r.criteria))
     extra = extra or {}
     settle = mapping is not None and as_of_for is not None
+    manual = set(manual_only(mapping)) if mapping is not None else set()
+    criteria = {c.id: c for c in mapping.criteria} if mapping is not None else {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["patient", "status", *extra, *criterion_ids, "errors", *(["to settle"] if settle else [])])
@@ -49,9 +51,8 @@ def render_csv(results: Iterable[PatientResult], criterion_ids: list[str] | None
         row = [result.patient, result.status, *(col.get(result.patient, "") for col in extra.values()),
                *cells, len(result.errors)]
         if settle:
-            assert mapping is not None and as_of_for is not None
-            manual = {c.id for c in mapping.criteria if isinstance(c.rule, ManualRule)}
-            hints = patient_hints({c.id: c for c in mapping.criteria}, result.criteria, as_of_for(result))
+            assert as_of_for is not None
+            hints = patient_hints(criteria, result.criteria, as_of_for(result))
             row.append(" | ".join(f"{cid}: {h.hint}" for cid, h in hints.items() if cid not in manual))
         writer.writerow(row)
     return out.getvalue()
