@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from connector.cli import cli
 from connector.mapping import load_mapping
-from connector.report.console import Console, fit, wants_colour
+from connector.report.console import Console, fit, terminal_width, wants_colour
 from connector.report.display import human_unit, quantity
 from connector.report.table import render_table
 from connector.results import ScreenReport
@@ -124,12 +124,18 @@ def test_colour_only_on_a_tty(monkeypatch):
 
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
-def test_colour_on_a_real_terminal():
+def test_colour_and_width_on_a_real_terminal():
+    """On a 72-column terminal (no COLUMNS set) the table is coloured and fits those 72 columns."""
+    import fcntl
+    import struct
+    import termios
+
     leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 72, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS")} | {"TERM": "xterm"}
     try:
-        proc = subprocess.run([sys.executable, "-m", "connector", *SCREEN, "--patient", "net04", "--summary"],
-                              stdout=follower, stderr=subprocess.PIPE, timeout=120, cwd=ROOT,
-                              env={k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm"})
+        proc = subprocess.run([sys.executable, "-m", "connector", *SCREEN, "--patient", "net04"],
+                              stdout=follower, stderr=subprocess.PIPE, timeout=120, cwd=ROOT, env=env)
         os.close(follower)
         follower = -1
         chunks = []
@@ -146,7 +152,17 @@ def test_colour_on_a_real_terminal():
             os.close(follower)
         os.close(leader)
     assert proc.returncode == 0, proc.stderr
-    assert ANSI.search(b"".join(chunks).decode("utf-8"))  # (not a terminal: test_colour_only_on_a_tty)
+    out = b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
+    assert ANSI.search(out)  # (not a terminal: no colour, test_colour_only_on_a_tty)
+    plain = ANSI.sub("", out)
+    assert max(len(line) for line in plain.splitlines()) <= 72 and "needs hemoglobin >= 80 g/L" in plain
+
+
+def test_width_without_a_terminal(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert terminal_width(io.StringIO()) == 100  # a pipe or a file: a readable default
+    monkeypatch.setenv("COLUMNS", "70")
+    assert terminal_width(io.StringIO()) == 70
 
 
 @pytest.mark.parametrize("encoding", ["ascii", "cp1252", "latin-1"])

@@ -13,7 +13,6 @@ import codecs
 import json
 import os
 import re
-import shutil
 import sys
 import unicodedata
 from dataclasses import dataclass
@@ -79,8 +78,7 @@ class Console:
     @classmethod
     def detect(cls, stream: TextIO | None = None) -> "Console":
         stream = stream if stream is not None else sys.stdout
-        width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns  # COLUMNS first, then the terminal
-        return cls(max(MIN_WIDTH, width), wants_colour(stream), stream_encoding(stream))
+        return cls(max(MIN_WIDTH, terminal_width(stream)), wants_colour(stream), stream_encoding(stream))
 
     def style(self, text: str, **styles: Any) -> str:
         return click.style(text, **styles) if self.colour else text
@@ -98,6 +96,19 @@ class Console:
 
     def echo(self, text: str, err: bool = False, nl: bool = True) -> None:
         click.echo(self.fit(text), err=err, nl=nl, color=self.colour)
+
+
+def terminal_width(stream: Any) -> int:
+    """COLUMNS when set; else the width of the terminal `stream` is; else (a pipe, a file) 100."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if stream.isatty():
+            return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        pass
+    return DEFAULT_WIDTH
 
 
 def wants_colour(stream: Any) -> bool:
