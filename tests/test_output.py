@@ -85,6 +85,7 @@ def test_units_as_people_write_them_and_hints_under_unknowns():
     hint = re.search(r"→ needs hemoglobin >= 80 g/L dated 2026-10-19 or later; latest 12\.4 g/dL on 2026-10-02", net03)
     assert hint, net03
     assert "→ needs hemoglobin >= 80 g/L dated 2026-10-19 or later; latest 7.9 g/dL on 2026-11-07" in net04
+    assert "“Hemoglobin >= 80 g/L (>= 8.0 g/dL) (measured within 28 days prior to enrollment)”" in net04
     assert "→" not in "".join(line for line in net03.splitlines() if line.lstrip().startswith("✓"))
 
 

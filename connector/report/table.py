@@ -1,7 +1,7 @@
 """The `--format table` output: one block per patient, one line per computed criterion.
 
 ✓ met, ✗ not met, ? unknown (with its reason); under every unknown / not met criterion, what
-would settle it (connector.report.hints). Criteria only a person can decide are the same for
+would settle it (connector.report.hints) and the criterion's registry text. Criteria only a person can decide are the same for
 every patient: each patient shows their count, and the list (with the criterion text) is
 printed once per trial. Lines wrap at the terminal width; evidence shows the reference and the
 value as recorded (units as people write them), so a reviewer can find it in the chart.
@@ -17,7 +17,7 @@ from datetime import date
 from connector.mapping.model import ManualRule, Mapping
 from connector.report.console import Console
 from connector.report.display import quantity
-from connector.report.hints import criterion_text, patient_hints
+from connector.report.hints import Hint, criterion_text, patient_hints
 from connector.report.tally import Tally, count
 from connector.results import MET, NOT_MET, CriterionResult, Evidence, PatientResult, ScreenReport
 
@@ -58,7 +58,7 @@ class TableLayout:
         self.reason_width = max((len(c.reason) for c in computed), default=6)
         self.console = console
 
-    def criterion_lines(self, result: CriterionResult, type_: str, hint: str | None) -> list[str]:
+    def criterion_lines(self, result: CriterionResult, type_: str, hint: Hint | None) -> list[str]:
         console, width = self.console, self.console.width
         symbol = console.fit(SYMBOLS.get(result.outcome, "?"))
         outcome = "review" if result.reason == "manual" else result.outcome
@@ -80,7 +80,10 @@ class TableLayout:
         else:
             lines = [styled.rstrip(), *wrap(console, shown, INDENT)]
         if hint:
-            lines.extend(wrap(console, hint, INDENT + "→ ", INDENT + "   "))
+            arrow = console.fit(INDENT + "→ ")
+            lines.extend(wrap(console, hint.hint, arrow, " " * len(arrow)))
+            if hint.text and hint.text not in hint.hint:  # the protocol's wording, for the chart review
+                lines.extend(wrap(console, f"“{hint.text}”", " " * len(arrow), " " * (len(arrow) + 1)))
         return lines
 
 
@@ -96,8 +99,7 @@ def render_patient(patient: PatientResult, mapping: Mapping, layout: TableLayout
         if result.id in review and result.reason == "manual":
             to_review += 1
             continue
-        hint = hints.get(result.id)
-        lines.extend(layout.criterion_lines(result, types.get(result.id, ""), hint.hint if hint else None))
+        lines.extend(layout.criterion_lines(result, types.get(result.id, ""), hints.get(result.id)))
     if to_review:
         lines.append(f"  ? to review (manual): {count(to_review, 'criterion', 'criteria')}, listed once below")
     for arm in patient.arms:
