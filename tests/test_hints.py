@@ -24,7 +24,7 @@ from connector.mapping.model import (
     Threshold,
 )
 from connector.report.hints import ACTIONS, hint_for, patient_hints, requirement
-from connector.results import CriterionResult
+from connector.results import CriterionResult, Evidence
 from engine_helpers import AS_OF, condition, med, obs, patient, with_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,3 +147,24 @@ def test_met_has_no_hint_and_every_hint_has_a_known_action():
         hints = patient_hints({c.id: c for c in mapping.criteria}, reason_results, AS_OF)
         assert set(hints) == {c.id for c in mapping.criteria}
         assert all(h.action in ACTIONS and h.hint for h in hints.values())
+
+
+@pytest.mark.parametrize("reason, action, words", [
+    ("preliminary", "measure", "needs a final result: hemoglobin >= 80 g/L dated 2026-10-19 or later"),
+    ("indefinite", "measure", "needs a definite answer"),
+    ("conflict", "fix-data", "results at the same time disagree (Observation/hb"),
+    ("unconfirmed", "review", "a person confirms the diagnosis"),
+    ("imprecise-date", "record", "needs a full date"),
+    ("unknown-sex", "record", "needs the patient's sex"),
+    ("some-new-reason", "fix-data", "some-new-reason: text of hemoglobin"),
+])
+def test_every_kind_of_open_result_has_a_next_step(reason, action, words):
+    """Reasons the record leaves open (hospital-data realism adds some) get a step, never "ruled out"."""
+    result = CriterionResult("hemoglobin", "unknown", reason, (Evidence("Observation/hb", 12.4, "g/dL", "2026-11-07"),))
+    hint = hint_for(criterion("hemoglobin", HB), result, AS_OF)
+    assert hint.action == action and words in hint.hint and "ruled out" not in hint.hint
+
+
+def test_deceased_patient_is_excluded_with_that_reason():
+    hint = hint_for(criterion("age", AgeRule(min_years=18)), CriterionResult("age", "not_met", "deceased"), AS_OF)
+    assert hint.action == "excluded" and hint.hint == "the patient died on or before the screening date"

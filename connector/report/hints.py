@@ -40,7 +40,7 @@ from connector.mapping.model import (
     SiteCountryRule,
 )
 from connector.report.display import human_unit, number, quantity
-from connector.results import MET, CriterionResult, Evidence
+from connector.results import MET, NOT_MET, REASONS, CriterionResult, Evidence
 
 MEASURE, FIX_DATA, REVIEW, RECORD, EXCLUDED = "measure", "fix-data", "review", "record", "excluded"
 ACTIONS = (MEASURE, FIX_DATA, REVIEW, RECORD, EXCLUDED)
@@ -227,7 +227,30 @@ def _explain(criterion: Criterion, result: CriterionResult, need: Requirement, d
                           f"(referenceRange.high){latest_part} (no reference range)")
     if reason == "censored":
         return FIX_DATA, f"needs an exact value: {_dated(need, dated_from, as_of)}{latest_part} (reported as a bound)"
-    return _not_met(criterion, result, need, dated_from, latest_part, as_of)
+    if result.outcome == NOT_MET:
+        return _not_met(criterion, result, need, dated_from, latest_part, as_of)
+    return _open(criterion, result, need, dated_from, latest_part, as_of)
+
+
+def _open(criterion: Criterion, result: CriterionResult, need: Requirement, dated_from: str | None,
+          latest_part: str, as_of: date) -> tuple[str, str]:
+    """The other unknowns: the record says something, but not enough to decide."""
+    reason, text = result.reason, criterion_text(criterion)
+    statement = _dated(need, dated_from, as_of) if need.threshold is not None or need.window_days else text
+    if reason == "preliminary":
+        return MEASURE, f"needs a final result: {statement}{latest_part} (preliminary)"
+    if reason == "indefinite":
+        return MEASURE, f"needs a definite answer: {statement}{latest_part} (answer unknown)"
+    if reason == "conflict":
+        return FIX_DATA, f"results at the same time disagree ({_named(result.evidence)}); needs a corrected one: {statement}"
+    if reason == "unconfirmed":
+        return REVIEW, f"a person confirms the diagnosis ({_named(result.evidence)}, not confirmed): {text}"
+    if reason == "imprecise-date":
+        return RECORD, f"needs a full date (the record has only part of it) to decide: {text}"
+    if reason == "unknown-sex":
+        return RECORD, f"needs the patient's sex (Patient.gender): the answer differs by sex: {text}"
+    why = REASONS.get(reason, reason)
+    return FIX_DATA, f"{why}: {text}{latest_part}"
 
 
 def _missing(criterion: Criterion, result: CriterionResult, need: Requirement, dated_from: str | None,
@@ -252,6 +275,8 @@ def _not_met(criterion: Criterion, result: CriterionResult, need: Requirement, d
     if result.reason == "demographics":
         value = shown_value(result.evidence)
         return EXCLUDED, f"needs {need.statement() if need.threshold is not None else text}; recorded {value}"
+    if result.reason == "deceased":
+        return EXCLUDED, "the patient died on or before the screening date"
     if result.reason == "site" and isinstance(rule, SiteCountryRule):
         return EXCLUDED, f"needs a screening site in {', '.join(sorted(rule.countries))}"
     if result.reason == "no-record":
