@@ -164,8 +164,10 @@ def test_bad_fhir_resources_are_named_and_every_other_patient_is_unaffected(monk
     assert {**got["net04"], "errors": []} == clean["net04"]  # the bad ones dropped, the rest counts
     # a unit that is not UCUM: the criterion cannot decide, and says which record and unit
     hemoglobin = next(c for c in got["net03"]["criteria"] if c["id"] == "hemoglobin")
-    assert hemoglobin == {"id": "hemoglobin", "outcome": "unknown", "reason": "unit", "evidence": [
-        {"reference": "Observation/bad-unit", "value": 12, "unit": "gram/deciliter", "date": "2026-11-10"}]}
+    assert {k: hemoglobin[k] for k in ("id", "outcome", "reason", "evidence")} == {
+        "id": "hemoglobin", "outcome": "unknown", "reason": "unit", "evidence": [
+            {"reference": "Observation/bad-unit", "value": 12, "unit": "gram/deciliter", "date": "2026-11-10"}]}
+    assert hemoglobin["settle"]["action"] == "fix-data" and "convertible to g/L" in hemoglobin["hint"]
     assert criteria(got["net03"], "hemoglobin") == criteria(clean["net03"], "hemoglobin")
     # everyone else exactly as in the clean run
     assert got["net01"] == clean["net01"]

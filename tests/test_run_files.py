@@ -225,9 +225,10 @@ def cli_store(tmp_path: Path) -> tuple[Path, str]:
 def test_cli_run_results_history(cli_store) -> None:  # noqa: ANN001
     folder, db = cli_store
     code, out, err = invoke("run", "--trial", TRIAL, "--source", str(folder), "--as-of", "2026-11-16", "--db", db)
-    assert code == 0, err
-    assert out.startswith("run 1, full, as of 2026-11-16: screened 18, candidates ")
-    assert "new since last run 18" in out
+    assert code == 3, err  # net11's malformed Observation: a resource error, counted and in the exit code
+    assert out.startswith("run 1, full, as of 2026-11-16: screened 18 patients against 1 trial\n")
+    assert f"  {TRIAL}: 6 candidates, 4 possible, 8 excluded; 18 new or changed since the last run" in out
+    assert "errors: 1 resource error in 1 screened patient" in out
     assert Path(db).stat().st_mode & 0o777 == 0o600
 
     code, out, _ = invoke("results", "--trial", TRIAL, "--format", "json", "--db", db)
@@ -256,11 +257,11 @@ def test_cli_run_results_history(cli_store) -> None:  # noqa: ANN001
     assert any(p.url == "evidence" and p.valueReference.reference == "Observation/net04-hb" for p in hb.extension)
 
     code, out, _ = invoke("results", "--trial", TRIAL, "--db", db)
-    assert "Patient/net01  CANDIDATE" in out and "18 patient(s)" in out
+    assert "Patient/net01  CANDIDATE" in out and "18 patients screened: 6 candidates" in out
 
     # a second run with a later date: only patients whose status changed show as new
     code, out, err = invoke("run", "--trial", TRIAL, "--source", str(folder), "--as-of", "2026-12-20", "--db", db)
-    assert code == 0, err
+    assert code == 3, err
     code, out, _ = invoke("results", "--trial", TRIAL, "--new-since-last-run", "--format", "json", "--db", db)
     new = {p["patient"] for p in json.loads(out)["patients"]}
     assert "Patient/net01" in new and "Patient/net16" not in new  # net16: not a GEP-NET, stays excluded
@@ -276,7 +277,7 @@ def test_cli_exit_codes(cli_store, tmp_path: Path) -> None:  # noqa: ANN001
     with (folder / "Condition.ndjson").open("a") as handle:
         handle.write(json.dumps({"resourceType": "Condition", "id": "x", "subject": {"reference": "Patient/nobody"}}) + "\n")
     code, out, err = invoke("run", "--trial", TRIAL, "--source", str(folder), "--as-of", "2026-11-16", "--db", db)
-    assert code == 3 and "errors 1" in out and "Patient/nobody" in err
+    assert code == 3 and "1 patient not screened" in out and "Patient/nobody" in err
     with open_store(db) as holder, run_lock(holder):
         code, _, _ = invoke("run", "--trial", TRIAL, "--source", str(folder), "--db", db)
         assert code == 4
@@ -293,7 +294,7 @@ def test_cli_run_warns_when_the_synced_criteria_text_moved_on(cli_store, tmp_pat
     record_file = ROOT / "examples" / "ctgov" / f"{TRIAL}.json"
     assert invoke("registry", "import", "--db", db, str(record_file))[0] == 0
     code, _, err = invoke("run", "--trial", TRIAL, "--source", str(folder), "--as-of", "2026-11-16", "--db", db)
-    assert code == 0 and "warning: mapping" not in err
+    assert code == 3 and "warning: mapping" not in err  # 3: net11's malformed Observation
 
     record = json.loads(record_file.read_text(encoding="utf-8"))
     record["protocolSection"]["eligibilityModule"]["eligibilityCriteria"] += "\n* A new criterion"
@@ -302,7 +303,7 @@ def test_cli_run_warns_when_the_synced_criteria_text_moved_on(cli_store, tmp_pat
     assert invoke("registry", "import", "--db", db, str(changed))[0] == 0
     code, out, err = invoke("run", "--trial", TRIAL, "--source", str(folder), "--as-of", "2026-11-16",
                             "--since", "auto", "--db", db)
-    assert code == 0 and "warning: mapping mappings/NCT05773274.yaml" in err and "synced in the store" in err
+    assert code == 3 and "warning: mapping mappings/NCT05773274.yaml" in err and "synced in the store" in err
     assert "screened 18" in out  # the registry's re-screen marker: every earlier flag is re-screened
 
 

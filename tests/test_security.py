@@ -116,7 +116,7 @@ def test_no_phi_at_vvv_screening_files(tmp_path):
     texts = []
     for fmt in ("json", "table"):
         proc = run_process("-vvv", *screen_args(str(source), fmt=fmt))
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.returncode == 3, proc.stderr[-2000:]  # 3: net11's malformed Observation
         texts.append(proc.stdout + proc.stderr)
     assert "INFO connector.commands.screen: screened 22 patient(s)" in texts[0]  # verbose logging was on
     assert all(pid in texts[0] for pid in [*EXPECTED, *synthea_patient_ids()])  # every patient was screened
@@ -157,7 +157,7 @@ def test_store_file_is_created_mode_0600_whatever_the_umask(tmp_path, command):
     db = tmp_path / "store.db"
     proc = subprocess.run([sys.executable, "-m", "connector", *command, "--db", str(db)], capture_output=True,
                           text=True, timeout=120, preexec_fn=lambda: os.umask(0))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode in (0, 3), proc.stderr  # run: 3 for net11's malformed Observation
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     for side in tmp_path.glob("store.db?*"):  # lock, WAL/SHM/journal files when present
         assert stat.S_IMODE(side.stat().st_mode) & 0o077 == 0, side.name

@@ -32,7 +32,12 @@ def fetch(app: Any, source: str, patient_id: str, fmt: str) -> int:
         facts = _from_files(source, patient_id, app)
     else:
         facts = _from_server(source, patient_id, app)
-    click.echo(json.dumps(facts_json(facts), indent=2) if fmt == "json" else facts_table(facts))
+    if fmt == "json":
+        click.echo(json.dumps(facts_json(facts), indent=2))
+    else:
+        from connector.report.console import Console
+
+        Console.detect().echo(facts_table(facts))  # displays from the chart may not fit the console's encoding
     return 0
 
 

@@ -6,7 +6,6 @@ recent finished run of the trial: the list research staff act on each morning.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Any
 
@@ -14,6 +13,9 @@ import click
 
 from connector.commands.options import command_config, db_option, open_existing_command_store, trial_option
 from connector.errors import ConfigError, ConnectorError
+from connector.report.console import Console
+from connector.report.output import FORMATS, check_summary, summary_option, write_report
+from connector.report.tally import Tally
 from connector.results import STATUSES, PatientResult, ScreenReport
 from connector.scheduled import records
 from connector.store import Store
@@ -24,8 +26,10 @@ from connector.store import Store
 @click.option("--status", type=click.Choice(list(STATUSES)), default=None, help="Only patients with this status.")
 @click.option("--new-since-last-run", "new_only", is_flag=True,
               help="Only patients whose status is new (first result or changed) in the last run.")
-@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv", "fhir"]), default="table",
-              show_default=True)
+@click.option("--format", "output_format", type=click.Choice([*FORMATS, "fhir"]), default="table",
+              show_default=True, help="table, json, csv (a row per patient), csv-criteria (a row per patient and "
+                                      "criterion, with what would settle it), fhir (ResearchSubject Bundle).")
+@summary_option
 @click.option("--post", is_flag=True,
               help="With --format fhir: also write the Bundle to the FHIR server as a transaction.")
 @click.option("--server", "server_arg", default=None,
@@ -33,8 +37,9 @@ from connector.store import Store
 @db_option
 @click.pass_context
 def results(ctx: click.Context, trial: str, status: str | None, new_only: bool, output_format: str, post: bool,
-            server_arg: str | None, db: str | None) -> int:
+            server_arg: str | None, db: str | None, summary: bool) -> int:
     """Show stored results: table, JSON (as `screen --format json`), CSV, or FHIR ResearchSubjects."""
+    check_summary(output_format, summary)
     if post and output_format != "fhir":
         raise ConfigError("--post writes ResearchSubject resources: use it with --format fhir")
     with open_existing_command_store(ctx, db) as store:
@@ -48,22 +53,16 @@ def results(ctx: click.Context, trial: str, status: str | None, new_only: bool, 
             if post:
                 _post(ctx, store, bundle, server_arg, last)
                 click.echo(f"posted {len(rows)} ResearchSubject(s) for {trial}", err=True)
-            click.echo(json.dumps(bundle, indent=2, ensure_ascii=False))
+            click.echo(Console.detect().json(bundle))
             return 0
-    report = _report(trial, as_of, patients, rows, last)
-    if output_format == "json":
-        from connector.report.json_out import render_json
-
-        click.echo(render_json(report))
-    elif output_format == "csv":
-        from connector.report.csv_out import render_csv
-
-        mapping = report_mapping(trial)
-        ids = [c.id for c in mapping.criteria] if mapping is not None else None
-        screened = {PatientResult.from_json(r["result"]).patient: r["as_of"] for r in rows}
-        click.echo(render_csv(patients, ids, {"as_of": screened}), nl=False)
-    else:
-        _table(report, trial)
+    mapping = report_mapping(trial)
+    report = _report(trial, as_of, patients, rows, last, mapping)
+    if mapping is None:
+        _plain(report, output_format)
+        return 0
+    screened = {PatientResult.from_json(r["result"]).patient: r["as_of"] for r in rows}
+    write_report(output_format, report, mapping, summary=summary,
+                 as_of_for=lambda patient: date.fromisoformat(screened.get(patient.patient, as_of)))
     return 0
 
 
@@ -79,26 +78,27 @@ def report_mapping(trial: str) -> Any:
 
 
 def _report(trial: str, as_of: str, patients: list[PatientResult], rows: list[dict[str, Any]],
-            last: records.RunRow | None) -> ScreenReport:
+            last: records.RunRow | None, mapping: Any) -> ScreenReport:
     """The stored results as a report naming the mapping file and hash that produced them
     (recorded in the run's plan; older runs: the hash stored with the results)."""
     used = ((last.plan or {}).get("mappings") or {}).get(trial, {}) if last and isinstance(last.plan, dict) else {}
-    mapping = report_mapping(trial)
     sha256 = used.get("sha256") or next((r["mapping_hash"] for r in rows if r.get("mapping_hash")), None)
     return ScreenReport(trial, used.get("file") or "unknown", mapping.criteria_hash if mapping else "",
                         date.fromisoformat(as_of), patients, sha256)
 
 
-def _table(report: ScreenReport, trial: str) -> None:
-    mapping = report_mapping(trial)
-    if mapping is not None:
-        from connector.report.table import render_table
+def _plain(report: ScreenReport, output_format: str) -> None:
+    """Without the trial's mapping: the stored results as they are (no hints, no criterion text)."""
+    if output_format == "json":
+        click.echo(Console.detect().json(report.to_json()))
+    elif output_format.startswith("csv"):
+        from connector.report.csv_out import render_csv
 
-        click.echo(render_table(report, mapping))
-        return
-    for patient in report.patients:
-        click.echo(f"{patient.patient}  {patient.status.upper()}")
-    click.echo(f"{len(report.patients)} patient(s)")
+        click.echo(render_csv(report.patients), nl=False)
+    else:
+        for patient in report.patients:
+            click.echo(f"{patient.patient}  {patient.status.upper()}")
+        click.echo("; ".join(Tally.of(report.patients).lines()))
 
 
 def _fhir_bundle(store: Store, trial: str, rows: list[dict[str, Any]], bundle_type: str) -> dict[str, Any]:

@@ -1,13 +1,17 @@
 """`trial-connector run`: the scheduled pre-screen of a whole population (cron-friendly).
 
-Exit codes: 0 done, 3 done with per-patient errors (listed), 2 source unreachable after
-retries, 4 another run holds the lock, 1 usage/mapping errors.
+The summary counts patients (never patient x trial): screened, then per trial how many got
+each status and how many are new or changed, then the errors by kind (connector.report.tally).
+Exit codes: 0 done, 3 done with errors (patients not screened, records of screened patients
+that could not be read, source problems), 2 source unreachable after retries, 4 another run
+holds the lock, 1 usage/mapping errors.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -16,8 +20,11 @@ from connector.commands.options import (command_config, db_option, mapping_optio
                                         open_command_store, trial_option)
 from connector.mapping.catalog import check_explicit_files
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
-from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
+from connector.pipeline import RunOptions, RunOutcome, ScheduledRun, TrialSpec
+from connector.report.tally import Tally, count, statuses
+from connector.scheduled import records
 from connector.scheduled.progress import Progress
+from connector.store import Store
 from connector.trial_record import coverage_warning, criteria_hash_warning, reference_text, stored_criteria_text
 
 INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$")
@@ -68,10 +75,9 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
                 if warning:
                     click.echo(f"warning: {warning}", err=True)
         outcome = ScheduledRun(store, config, options, Progress()).execute()
+        summary = run_summary(store, outcome, [spec.trial for spec in options.trials])
+    click.echo("\n".join(summary.lines))
     r = outcome.run
-    resumed = " (resumed)" if outcome.resumed else ""
-    click.echo(f"run {r.id}{resumed}, {r.mode}, as of {r.as_of}: screened {r.screened}, candidates {r.candidates}, "
-               f"possible {r.possible}, excluded {r.excluded}, errors {r.errors}, new since last run {r.new_count}")
     for spec in options.trials:
         click.echo(f"  {spec.trial} mapping: {spec.mapping_name} sha256 {spec.mapping_hash}")
     for pid, message in outcome.errors[:SHOWN_ERRORS]:
@@ -85,4 +91,28 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
         for message in outcome.source_errors[:SHOWN_ERRORS]:
             click.echo(f"warning: {message}", err=True)
     sys.stdout.flush()
-    return EXIT_PARTIAL if r.errors or outcome.source_errors else EXIT_OK
+    return EXIT_PARTIAL if summary.tally.has_errors else EXIT_OK
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    lines: list[str]
+    tally: Tally
+
+
+def run_summary(store: Store, outcome: RunOutcome, trials: list[str]) -> RunSummary:
+    """Patients screened, then per trial how many patients got each status (so nothing is a
+    patient x trial count), then every kind of error (connector.report.tally)."""
+    r = outcome.run
+    resumed = " (resumed)" if outcome.resumed else ""
+    resource_errors, with_errors = records.run_resource_errors(store, r.id)
+    tally = Tally(patients=r.screened, resource_errors=resource_errors, patients_with_errors=with_errors,
+                  not_screened=r.errors, source_problems=len(outcome.source_errors))
+    lines = [f"run {r.id}{resumed}, {r.mode}, as of {r.as_of}: screened {count(r.screened, 'patient')} against "
+             f"{count(len(trials), 'trial')}"]
+    by_trial = records.run_status_counts(store, r.id)
+    for trial in trials:
+        new = len(records.changed_in_run(store, trial, r.id))
+        lines.append(f"  {trial}: {statuses(by_trial.get(trial, {}))}; {new} new or changed since the last run")
+    lines.append(tally.errors())
+    return RunSummary(lines, tally)

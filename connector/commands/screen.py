@@ -2,8 +2,9 @@
 
 Local sources (files) are screened whole by default; a FHIR server needs `--patient` (whole
 populations are the scheduled run's job). A patient whose data cannot be read is reported on
-stderr by id and the others are still screened: exit 3 then, 0 when all went well, 1 for
-usage or mapping errors.
+stderr by id and the others are still screened. Exit 3 when anything could not be read (a
+patient, a resource of a screened patient, a file of the source: counted apart in the summary),
+0 when all went well, 1 for usage or mapping errors.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from connector.commands.options import (command_config, db_option, mapping_optio
                                         trial_option)
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError
 from connector.mapping.catalog import check_explicit_files
+from connector.report.output import FORMATS, check_summary, summary_option, write_report
+from connector.report.tally import Tally
 from connector.trial_record import coverage_warning, criteria_hash_warning, reference_text, stored_criteria_text_at
 
 log = logging.getLogger(__name__)
@@ -31,7 +34,9 @@ log = logging.getLogger(__name__)
 @click.option("--patient", "patient_ids", multiple=True, help="Patient id to screen (repeatable).")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="ISO-DATE",
               help="Screening date as an ISO date, YYYY-MM-DD (default: today).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="table (for people), json, csv (a row per patient), csv-criteria (a row per patient and criterion).")
+@summary_option
 @mapping_options
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country, US).")
 @click.option("--trial-record", type=click.Path(path_type=Path), default=None,
@@ -41,8 +46,9 @@ log = logging.getLogger(__name__)
 @click.pass_context
 def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[str, ...], as_of, output_format: str,
            mapping_files: tuple[Path, ...], mapping_dirs: tuple[Path, ...], site_country: str | None,
-           trial_record: Path | None, db: str | None) -> int:
+           trial_record: Path | None, db: str | None, summary: bool) -> int:
     """Pre-screen patients for one trial: each criterion met / not met / unknown, with evidence."""
+    check_summary(output_format, summary)
     sources = mapping_sources(ctx, mapping_files, mapping_dirs)
     check_explicit_files([trial], sources)
     loaded = api.load_mapping(trial, sources=sources)
@@ -65,15 +71,10 @@ def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[s
     report = outcome.report
     log.info("screened %d patient(s) for %s, %d failed", len(report.patients), trial, len(outcome.patient_errors))
 
-    if output_format == "json":
-        from connector.report.json_out import render_json
-
-        click.echo(render_json(report))
-    else:
-        from connector.report.table import render_table
-
-        click.echo(render_table(report, loaded.mapping))
-    return EXIT_PARTIAL if outcome.patient_errors or outcome.source_errors else EXIT_OK
+    tally = Tally.of(report.patients, not_screened=len(outcome.patient_errors),
+                     source_problems=len(outcome.source_errors))
+    write_report(output_format, report, loaded.mapping, summary=summary, tally=tally)
+    return EXIT_PARTIAL if tally.has_errors else EXIT_OK
 
 
 def mapping_warnings(loaded: api.TrialMapping, stored_text: str | None, trial_record: Path | None = None) -> list[str]:

@@ -257,3 +257,24 @@ def patient_history(store: Store, trial: str, patient_id: str) -> list[dict[str,
         "SELECT h.run_id, h.status, h.previous_status, h.recorded_at, r.as_of, r.mode FROM status_history h"
         " JOIN runs r ON r.id = h.run_id WHERE h.trial = ? AND h.patient_id = ? ORDER BY h.run_id",
         (trial, patient_id))
+
+
+def run_status_counts(store: Store, run_id: int) -> dict[str, dict[str, int]]:
+    """Per trial, how many patients this run gave each status (a patient counts once per trial)."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in store.fetchall("SELECT trial, status, COUNT(*) AS n FROM patient_results WHERE run_id = ?"
+                              " GROUP BY trial, status", (run_id,)):
+        counts.setdefault(row["trial"], {})[row["status"]] = int(row["n"])
+    return counts
+
+
+def run_resource_errors(store: Store, run_id: int) -> tuple[int, int]:
+    """(resource errors, patients with any) in the results this run stored: records of screened
+    patients that could not be read. A patient's message shared by several trials counts once.
+    The LIKE filters skip, unparsed, the results with an empty `errors` list (both JSON spellings)."""
+    rows = store.fetchall(
+        "SELECT patient_id, result FROM patient_results WHERE run_id = ?"
+        " AND CAST(result AS TEXT) NOT LIKE ? AND CAST(result AS TEXT) NOT LIKE ?",
+        (run_id, '%"errors":[]%', '%"errors": []%'))
+    messages = {(r["patient_id"], m) for r in rows for m in store.from_json(r["result"]).get("errors", [])}
+    return len(messages), len({patient for patient, _ in messages})
