@@ -87,7 +87,7 @@ def test_check_names_what_is_wrong_in_an_invalid_file(tmp_path):
 
 def test_a_partial_mapping_warns_on_every_screen(tmp_path):
     site = partial_mapping(tmp_path / "site").parent
-    for args in (["screen", "--patient", "net01"], ["run", "--db", str(tmp_path / "s.db")]):
+    for args in (["screen", "--patient", "net01"], ["run", "--patient", "net01", "--db", str(tmp_path / "s.db")]):
         result = run_cli([args[0], "--trial", "NCT05773274", "--source", str(EXAMPLES), "--as-of", "2026-11-16",
                           "--mappings", str(site), *args[1:]])
         assert result.exit_code == 0, result.stderr

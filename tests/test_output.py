@@ -331,12 +331,13 @@ def test_run_counts_patients_per_trial_not_patient_x_trial(tmp_path, monkeypatch
                                                             encoding="utf-8")
     shutil.copy(ROOT / "mappings" / f"{TRIAL}.yaml", tmp_path / "mappings")
     code, out, _ = invoke("run", "--trial", TRIAL, "--trial", "NCT00000001", "--source", str(EXAMPLES),
-                          "--as-of", AS_OF, "--db", str(tmp_path / "two.db"))
+                          "--mappings", "mappings", "--as-of", AS_OF, "--db", str(tmp_path / "two.db"))
     assert code == 3, out
     lines = out.splitlines()
     assert lines[0] == "run 1, full, as of 2026-11-16: screened 18 patients against 2 trials"
     for trial in (TRIAL, "NCT00000001"):
-        assert f"  {trial}: 6 candidates, 4 possible, 8 excluded; 18 new or changed since the last run" in lines
+        assert any(line.startswith(f"  {trial}: 6 candidates, 4 possible, 8 excluded; 18 new or changed since the "
+                                   "last run (mapping ") for line in lines)
     assert lines[-1] == "errors: 1 resource error in 1 screened patient (see its errors)"  # once, not per trial
 
 

@@ -75,11 +75,9 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
                 if warning:
                     click.echo(f"warning: {warning}", err=True)
         outcome = ScheduledRun(store, config, options, Progress()).execute()
-        summary = run_summary(store, outcome, [spec.trial for spec in options.trials])
+        summary = run_summary(store, outcome, options.trials)
     click.echo("\n".join(summary.lines))
     r = outcome.run
-    for spec in options.trials:
-        click.echo(f"  {spec.trial} mapping: {spec.mapping_name} sha256 {spec.mapping_hash}")
     for pid, message in outcome.errors[:SHOWN_ERRORS]:
         click.echo(f"error: Patient/{pid}: {message}", err=True)
     if r.errors > SHOWN_ERRORS:
@@ -100,7 +98,7 @@ class RunSummary:
     tally: Tally
 
 
-def run_summary(store: Store, outcome: RunOutcome, trials: list[str]) -> RunSummary:
+def run_summary(store: Store, outcome: RunOutcome, trials: list[TrialSpec]) -> RunSummary:
     """Patients screened, then per trial how many patients got each status (so nothing is a
     patient x trial count), then every kind of error (connector.report.tally)."""
     r = outcome.run
@@ -111,8 +109,9 @@ def run_summary(store: Store, outcome: RunOutcome, trials: list[str]) -> RunSumm
     lines = [f"run {r.id}{resumed}, {r.mode}, as of {r.as_of}: screened {count(r.screened, 'patient')} against "
              f"{count(len(trials), 'trial')}"]
     by_trial = records.run_status_counts(store, r.id)
-    for trial in trials:
-        new = len(records.changed_in_run(store, trial, r.id))
-        lines.append(f"  {trial}: {statuses(by_trial.get(trial, {}))}; {new} new or changed since the last run")
+    for spec in trials:
+        new = len(records.changed_in_run(store, spec.trial, r.id))
+        lines.append(f"  {spec.trial}: {statuses(by_trial.get(spec.trial, {}))}; {new} new or changed since the "
+                     f"last run (mapping {spec.mapping_name} sha256 {spec.mapping_hash})")
     lines.append(tally.errors())
     return RunSummary(lines, tally)
