@@ -168,7 +168,21 @@ def test_two_different_copies_without_a_version_to_choose_by_are_a_conflict(tmp_
     write(tmp_path / "feed", "b.json", bundle([second]))
     result = screen_path(tmp_path / "feed")[P]
     assert any(f"Observation/{P}-plt" in e and "conflict" in e for e in result.errors)
-    assert outcome(result, "platelets") == ("unknown", "no-data")  # neither copy is picked silently
+    assert outcome(result, "platelets") == ("unknown", "conflict")  # neither copy is picked silently
+    assert set(e.value for e in result.criterion("platelets").evidence) == {42, 182}
+    assert result.status == POSSIBLE
+
+
+def test_a_conflict_on_a_record_no_criterion_reads_still_blocks_candidate(tmp_path):
+    first = condition(P, f"{P}-htn", coded(ICD10CM, "I10", "Essential (primary) hypertension"))
+    second = condition(P, f"{P}-htn", coded(ICD10CM, "I10", "Essential hypertension"), clinical="resolved")
+    for copy in (first, second):
+        copy["meta"] = {}
+    write(tmp_path / "feed", "a.json", bundle(candidate_record(P) + [first]))
+    write(tmp_path / "feed", "b.json", bundle([second]))
+    result = screen_path(tmp_path / "feed")[P]
+    assert any(f"Condition/{P}-htn" in e and "conflict" in e for e in result.errors)
+    assert all(c.reason != "conflict" for c in result.criteria)
     assert result.status == POSSIBLE
 
 
@@ -514,3 +528,19 @@ def test_a_mapping_asking_descendants_of_another_system_is_refused(tmp_path):
     (tmp_path / "NCT05773274.yaml").write_text(bad)
     with pytest.raises(MappingError, match="descendants is available for ICD-10-CM only"):
         load_mapping(tmp_path / "NCT05773274.yaml")
+
+
+def test_a_shared_medication_in_conflict_is_an_error_only_where_it_is_used(tmp_path):
+    record = candidate_record(P)
+    other = candidate_record("h2")  # a patient whose records point to another Medication
+    changed = dict(next(r for r in record if r["resourceType"] == "Medication"), meta={})
+    changed["code"] = {"text": "Lutathera (relabelled)"}
+    first = dict(next(r for r in record if r["resourceType"] == "Medication"), meta={})
+    write(tmp_path / "feed", "a.json", bundle([r for r in record if r["resourceType"] != "Medication"] + other))
+    write(tmp_path / "feed", "m1.json", bundle([first]))
+    write(tmp_path / "feed", "m2.json", bundle([changed]))
+    results = screen_path(tmp_path / "feed")
+    assert any(f"Medication/{P}-med-lu" in e and "conflict" in e for e in results[P].errors)
+    assert outcome(results[P], "prior_prrt") == ("unknown", "conflict")
+    assert results[P].status == POSSIBLE
+    assert not results["h2"].errors and results["h2"].status == CANDIDATE
