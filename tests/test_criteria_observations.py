@@ -91,11 +91,17 @@ def test_no_data(mapping):
     assert outcome(run(mapping, "hemoglobin", obs("other", "2345-7", 3, 5.0, "mmol/L"))) == ("unknown", "no-data")
 
 
-@pytest.mark.parametrize("unit", ["mmol/L", "mg", "g/dq", None])
+@pytest.mark.parametrize("unit", ["mmol", "mg", "g/dq", None])
 def test_unconvertible_unit_is_unknown_unit(mapping, unit):
     result = run(mapping, "hemoglobin", obs("hb", "718-7", 3, 8.0, unit))
     assert outcome(result) == ("unknown", "unit")
     assert result.evidence[0].reference == "Observation/hb"
+
+
+@pytest.mark.parametrize("value, expected", [(8.0, "met"), (4.97, "met"), (4.95, "not_met")])
+def test_hemoglobin_in_mmol_per_litre_uses_the_monomer_molar_mass(mapping, value, expected):
+    # 1 mmol/L = 16.1145 g/L (16,114.5 g/mol), so the 80 g/L threshold is 4.964 mmol/L
+    assert outcome(run(mapping, "hemoglobin", obs("hb", "59260-0", 3, value, "mmol/L")))[0] == expected
 
 
 @pytest.mark.parametrize("value, high, expected", [
@@ -181,7 +187,8 @@ def test_not_pregnant(mapping, items, expected):
 
 
 def test_male_patient_without_pregnancy_data_is_not_pregnant(mapping):
-    assert outcome(run(mapping, "not_pregnant", gender="male")) == ("met", "no-record")
+    # the exclusion applies to people who can be pregnant: a man is outside it whatever his data
+    assert outcome(run(mapping, "not_pregnant", gender="male")) == ("met", "demographics")
 
 
 def test_pregnant_status_or_positive_hcg_either_excludes(mapping):
