@@ -139,9 +139,9 @@ class _Reader:
         comparator = self.text(q.get("comparator"), f"{path}.comparator")
         return Quantity(float(number), unit, is_ucum, comparator)
 
-    def first_date(self, *fields: str, period_end_first: bool = False) -> date | None:
+    def first_date(self, *fields: str) -> date | None:
         """The first present of several date fields; `xPeriod` fields use start, else end."""
-        found = self.first_time(*fields, period_end_first=period_end_first)
+        found = self.first_time(*fields)
         return found[0] if found else None
 
     def first_time(self, *fields: str, period_end_first: bool = False) -> tuple[date, Moment] | None:
@@ -446,12 +446,7 @@ def patient_facts(patient_id: str, resources: Iterable[dict[str, Any]]) -> Patie
     for res in current:
         if isinstance(res, dict) and res.get("resourceType") == "Medication" and isinstance(res.get("id"), str):
             medications.setdefault(res["id"], []).append(res)
-    for (rtype, rid), message in conflicts.items():
-        referrers = ([f"{r['resourceType']}/{r['id']}" for r in current if _refers_to_medication(r, rid)]
-                     if rtype == "Medication" else [f"{rtype}/{rid}"])
-        if referrers:  # a shared Medication in conflict matters only where a record points to it
-            facts.errors.append(message)
-            facts.conflicted.update(referrers)
+    _note_conflicts(facts, current, conflicts)
     found_patient = False
     for resource in current:
         try:
@@ -477,6 +472,17 @@ def patient_facts(patient_id: str, resources: Iterable[dict[str, Any]]) -> Patie
         raise ResourceError(f"Patient/{patient_id} not found")
     facts.data_version = record_digest(resources)
     return facts
+
+
+def _note_conflicts(facts: PatientFacts, current: list[Any], conflicts: dict[tuple[str, str], str]) -> None:
+    """Conflicting copies go to the patient's errors and mark the records criteria may cite; a
+    shared Medication in conflict matters only to the records that point to it."""
+    for (rtype, rid), message in conflicts.items():
+        referrers = ([f"{r['resourceType']}/{r['id']}" for r in current if _refers_to_medication(r, rid)]
+                     if rtype == "Medication" else [f"{rtype}/{rid}"])
+        if referrers:
+            facts.errors.append(message)
+            facts.conflicted.update(referrers)
 
 
 def _refers_to_medication(resource: Any, medication_id: str) -> bool:
