@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from connector.facts import Coding
 
@@ -54,6 +55,7 @@ _ICD_SYSTEMS = {ICD10CM, ICD10}
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
+@lru_cache(maxsize=1024)  # called for every coding read: a feed has few distinct systems
 def canonical_system(system: str | None) -> str | None:
     """A system URI or alias -> its canonical FHIR URI (unknown systems are kept as given)."""
     if system is None:

@@ -76,7 +76,16 @@ def evaluate_criterion(criterion: Criterion, ctx: EvalContext) -> CriterionResul
         deferral = evaluate_rule(criterion.defer_if_not_met, ctx)
         if deferral.status == MET or (deferral.status == UNKNOWN and deferral.reason == "manual"):
             outcome = unknown("manual", outcome.evidence + deferral.evidence)
+    if _cites_conflict(outcome, ctx):
+        outcome = unknown("conflict", outcome.evidence)
     return CriterionResult(criterion.id, outcome.status, outcome.reason, outcome.evidence)
+
+
+def _cites_conflict(outcome: Outcome, ctx: EvalContext) -> bool:
+    """Whether the outcome rests on a record that came in conflicting copies (connector.versions)."""
+    if not ctx.facts.conflicted:
+        return False
+    return any("/".join(e.reference.split("/")[:2]) in ctx.facts.conflicted for e in outcome.evidence)
 
 
 def _apply_polarity(criterion: Criterion, raw: Outcome) -> Outcome:

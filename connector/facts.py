@@ -137,6 +137,9 @@ class PatientFacts:
     # Digest of what the patient's record holds (ids + versions, or file content): equal digests
     # mean the record did not change, so an incremental run may keep the stored result.
     data_version: str | None = None
+    # "Type/id" of resources that came in conflicting copies (connector.versions), and of
+    # records that point to such a Medication: criteria they decide are unknown / conflict
+    conflicted: set[str] = field(default_factory=set)
 
     @property
     def reference(self) -> str:

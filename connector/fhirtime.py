@@ -12,6 +12,7 @@ from __future__ import annotations
 import calendar
 import re
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 
 from connector.facts import Moment
 
@@ -44,13 +45,15 @@ def parse_fhir_time(value: str) -> tuple[date, date, Moment]:
             return first, last, Moment(start, end)
         micro = int(round(float(fraction) * 1_000_000)) if fraction else 0
         tz = timezone.utc if offset in (None, "Z") else _offset(offset)
+        # kept in its own offset: aware datetimes compare as instants whatever their offsets
         instant = datetime(y, int(month), int(day), int(hour), int(minute), int(second or 0), min(micro, 999_999),
-                           tzinfo=tz).astimezone(timezone.utc)
+                           tzinfo=tz)
     except ValueError:
         raise BadDate(value) from None
     return first, last, Moment(instant, instant)
 
 
+@lru_cache(maxsize=64)  # a feed uses a handful of offsets: one timezone object each
 def _offset(text: str) -> timezone:
     sign = -1 if text[0] == "-" else 1
     hours, minutes = int(text[1:3]), int(text[4:6])

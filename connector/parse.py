@@ -139,9 +139,9 @@ class _Reader:
         comparator = self.text(q.get("comparator"), f"{path}.comparator")
         return Quantity(float(number), unit, is_ucum, comparator)
 
-    def first_date(self, *fields: str, period_end_first: bool = False) -> date | None:
+    def first_date(self, *fields: str) -> date | None:
         """The first present of several date fields; `xPeriod` fields use start, else end."""
-        found = self.first_time(*fields, period_end_first=period_end_first)
+        found = self.first_time(*fields)
         return found[0] if found else None
 
     def first_time(self, *fields: str, period_end_first: bool = False) -> tuple[date, Moment] | None:
@@ -303,10 +303,11 @@ def _status_code(r: _Reader, value: Any, path: str) -> str | None:
     return next((c.code for c in codes if c.code), None)
 
 
-def medication_fact(resource: dict[str, Any], medications: dict[str, dict[str, Any]],
+def medication_fact(resource: dict[str, Any], medications: dict[str, list[dict[str, Any]]],
                     errors: list[str] | None = None) -> MedicationFact | None:
-    """`medications` maps Medication id -> resource, to resolve `medicationReference`; a reference
-    that resolves nowhere is added to `errors` (the fact keeps what the reference's display says)."""
+    """`medications` maps Medication id -> its copies (one, or several in conflict), to resolve
+    `medicationReference`; a reference that resolves nowhere is added to `errors` (the fact
+    keeps what the reference's display says)."""
     r = _Reader(resource)
     rtype = r.ref.resource_type
     status = r.text(resource.get("status"), "status")
@@ -318,13 +319,12 @@ def medication_fact(resource: dict[str, Any], medications: dict[str, dict[str, A
     names = [text] if text else []
     med_ref = resource.get("medicationReference")
     if med_ref is not None:
-        medication = _resolve_medication(r, r.obj(med_ref, "medicationReference"), "medicationReference", medications)
-        if medication is None:
-            if errors is not None:
-                target = r.text(med_ref.get("reference"), "medicationReference.reference") or "(no reference)"
-                errors.append(f"{r.ref.reference}: medicationReference {target} resolves nowhere "
-                              "(not in the Bundle, the source or contained)")
-        else:
+        found = _resolve_medication(r, r.obj(med_ref, "medicationReference"), "medicationReference", medications)
+        if not found and errors is not None:
+            target = r.text(med_ref.get("reference"), "medicationReference.reference") or "(no reference)"
+            errors.append(f"{r.ref.reference}: medicationReference {target} resolves nowhere "
+                          "(not in the Bundle, the source or contained)")
+        for medication in found:  # several only when copies conflict: the record shows what each says
             med_codes, med_names = _medication_concepts(medication, r, medications)
             codes += med_codes
             names += med_names
@@ -344,7 +344,7 @@ def medication_fact(resource: dict[str, Any], medications: dict[str, dict[str, A
 
 
 def _medication_concepts(medication: dict[str, Any], owner: _Reader,
-                         medications: dict[str, dict[str, Any]]) -> tuple[tuple[Coding, ...], list[str]]:
+                         medications: dict[str, list[dict[str, Any]]]) -> tuple[tuple[Coding, ...], list[str]]:
     """A Medication's code and its ingredients' codes (`itemCodeableConcept`, or `itemReference`
     to another Medication), with their texts: a product coded by brand still matches its ingredient."""
     m = _Reader(medication) if medication.get("id") else owner
@@ -356,10 +356,11 @@ def _medication_concepts(medication: dict[str, Any], owner: _Reader,
         item_ref = ingredient.get("itemReference")
         if item_ref is not None:
             path = f"ingredient[{i}].itemReference"
-            item = _resolve_medication(owner, m.obj(item_ref, path), path, medications)
-            if item is not None and item is not medication:
-                item_codes, more_text = m.concept(item.get("code"), f"{path}(code)")
-                item_text = item_text or more_text
+            for item in _resolve_medication(owner, m.obj(item_ref, path), path, medications):
+                if item is not medication:
+                    more_codes, more_text = m.concept(item.get("code"), f"{path}(code)")
+                    item_codes += more_codes
+                    item_text = item_text or more_text
             display = m.text(item_ref.get("display"), f"{path}.display")
             if display:
                 names.append(display)
@@ -370,16 +371,17 @@ def _medication_concepts(medication: dict[str, Any], owner: _Reader,
 
 
 def _resolve_medication(r: _Reader, reference: dict[str, Any], path: str,
-                        medications: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """A `#contained` or `Medication/ID` reference -> the Medication (or contained Substance)."""
+                        medications: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A `#contained` or `Medication/ID` reference -> the Medication (or contained Substance);
+    empty when it resolves nowhere."""
     ref = r.text(reference.get("reference"), f"{path}.reference")
     if ref is None:
-        return None
+        return []
     if ref.startswith("#"):
-        return next((item for item in r.items(r.resource.get("contained"), "contained")
-                     if isinstance(item, dict) and item.get("id") == ref[1:]), None)
+        return [item for item in r.items(r.resource.get("contained"), "contained")
+                if isinstance(item, dict) and item.get("id") == ref[1:]][:1]
     med_id = reference_id(reference, "Medication")
-    return medications.get(med_id) if med_id else None
+    return medications.get(med_id, []) if med_id else []
 
 
 def _medication_date(r: _Reader) -> date | None:
@@ -437,9 +439,14 @@ def patient_facts(patient_id: str, resources: Iterable[dict[str, Any]]) -> Patie
     """
     resources = list(resources)
     facts = PatientFacts(patient_id=patient_id)
-    current = current_versions(resources, facts.errors)
-    medications = {res["id"]: res for res in current
-                   if isinstance(res, dict) and res.get("resourceType") == "Medication" and isinstance(res.get("id"), str)}
+    current, conflicts = current_versions(resources)
+    if ("Patient", patient_id) in conflicts:
+        raise ResourceError(conflicts[("Patient", patient_id)])
+    medications: dict[str, list[dict[str, Any]]] = {}
+    for res in current:
+        if isinstance(res, dict) and res.get("resourceType") == "Medication" and isinstance(res.get("id"), str):
+            medications.setdefault(res["id"], []).append(res)
+    _note_conflicts(facts, current, conflicts)
     found_patient = False
     for resource in current:
         try:
@@ -462,10 +469,26 @@ def patient_facts(patient_id: str, resources: Iterable[dict[str, Any]]) -> Patie
         except ResourceError as exc:
             facts.errors.append(str(exc))
     if not found_patient:
-        conflict = next((e for e in facts.errors if e.startswith(f"Patient/{patient_id}: ")), None)
-        raise ResourceError(conflict or f"Patient/{patient_id} not found")
+        raise ResourceError(f"Patient/{patient_id} not found")
     facts.data_version = record_digest(resources)
     return facts
+
+
+def _note_conflicts(facts: PatientFacts, current: list[Any], conflicts: dict[tuple[str, str], str]) -> None:
+    """Conflicting copies go to the patient's errors and mark the records criteria may cite; a
+    shared Medication in conflict matters only to the records that point to it."""
+    for (rtype, rid), message in conflicts.items():
+        referrers = ([f"{r['resourceType']}/{r['id']}" for r in current if _refers_to_medication(r, rid)]
+                     if rtype == "Medication" else [f"{rtype}/{rid}"])
+        if referrers:
+            facts.errors.append(message)
+            facts.conflicted.update(referrers)
+
+
+def _refers_to_medication(resource: Any, medication_id: str) -> bool:
+    return (isinstance(resource, dict) and resource.get("resourceType") in MEDICATION_KINDS
+            and isinstance(resource.get("id"), str)
+            and reference_id(resource.get("medicationReference"), "Medication") == medication_id)
 
 
 def record_digest(resources: Iterable[Any]) -> str:

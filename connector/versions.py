@@ -3,8 +3,10 @@
 The same resource (type + id) can arrive several times: versions in a Bundle or a history,
 overlapping pages of a search, the same record in two files. The copy with the latest
 `meta.lastUpdated` is the current one (versionIds are opaque strings and are never sorted).
-Copies that differ and cannot be ordered (no or equal `meta.lastUpdated`) are a conflict: none
-of them is used and the patient's result says so, so a reviewer, not file order, decides.
+Copies that differ and cannot be ordered (no or equal `meta.lastUpdated`) are a conflict: no
+copy is picked. All of them are kept and marked, so every criterion that one of them would
+decide comes out `unknown` / `conflict` and the patient's result lists the conflict: a
+reviewer, not file order, decides.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ def newer_copy(kept: Resource, other: Resource) -> Resource:
     return other if a is not None and b is not None and b > a else kept
 
 
-def current_versions(resources: list[Any], errors: list[str]) -> list[Any]:
-    """Every resource once, at its current version; conflicting copies dropped into `errors`."""
+def current_versions(resources: list[Any]) -> tuple[list[Any], dict[tuple[str, str], str]]:
+    """Every resource once at its current version (all copies of a conflicting one), and the
+    conflicts by (type, id), each with the message the patient's result gives."""
     groups: dict[tuple[str, str], list[Resource]] = {}
     order: list[Any] = []
     for resource in resources:
@@ -72,7 +75,7 @@ def current_versions(resources: list[Any], errors: list[str]) -> list[Any]:
             groups[key] = []
             order.append(key)
         groups[key].append(resource)
-    result = []
+    result, conflicts = [], {}
     for item in order:
         if not isinstance(item, tuple):
             result.append(item)
@@ -80,11 +83,12 @@ def current_versions(resources: list[Any], errors: list[str]) -> list[Any]:
         copies = groups[item]
         chosen = copies[0] if len(copies) == 1 else current_copy(copies)
         if chosen is None:
-            errors.append(f"{item[0]}/{item[1]}: {len(copies)} different copies and no meta.lastUpdated to tell "
-                          "which is current (conflict); none of them was used")
+            conflicts[item] = (f"{item[0]}/{item[1]}: {len(copies)} different copies and no meta.lastUpdated to "
+                               "tell which is current (conflict); criteria it would decide are left unknown")
+            result.extend(copies)
         else:
             result.append(chosen)
-    return result
+    return result, conflicts
 
 
 def _key(resource: Any) -> tuple[str, str] | None:

@@ -98,6 +98,12 @@ def test_unconvertible_unit_is_unknown_unit(mapping, unit):
     assert result.evidence[0].reference == "Observation/hb"
 
 
+@pytest.mark.parametrize("value, expected", [(8.0, "met"), (4.97, "met"), (4.95, "not_met")])
+def test_hemoglobin_in_mmol_per_litre_uses_the_monomer_molar_mass(mapping, value, expected):
+    # 1 mmol/L = 16.1145 g/L (16,114.5 g/mol), so the 80 g/L threshold is 4.964 mmol/L
+    assert outcome(run(mapping, "hemoglobin", obs("hb", "59260-0", 3, value, "mmol/L")))[0] == expected
+
+
 @pytest.mark.parametrize("value, high, expected", [
     (1.49, 1.0, "met"), (1.5, 1.0, "not_met"), (1.79, 1.2, "met"), (1.8, 1.2, "not_met"), (0.3, 1.2, "met"),
 ])

@@ -168,7 +168,21 @@ def test_two_different_copies_without_a_version_to_choose_by_are_a_conflict(tmp_
     write(tmp_path / "feed", "b.json", bundle([second]))
     result = screen_path(tmp_path / "feed")[P]
     assert any(f"Observation/{P}-plt" in e and "conflict" in e for e in result.errors)
-    assert outcome(result, "platelets") == ("unknown", "no-data")  # neither copy is picked silently
+    assert outcome(result, "platelets") == ("unknown", "conflict")  # neither copy is picked silently
+    assert set(e.value for e in result.criterion("platelets").evidence) == {42, 182}
+    assert result.status == POSSIBLE
+
+
+def test_a_conflict_on_a_record_no_criterion_reads_still_blocks_candidate(tmp_path):
+    first = condition(P, f"{P}-htn", coded(ICD10CM, "I10", "Essential (primary) hypertension"))
+    second = condition(P, f"{P}-htn", coded(ICD10CM, "I10", "Essential hypertension"), clinical="resolved")
+    for copy in (first, second):
+        copy["meta"] = {}
+    write(tmp_path / "feed", "a.json", bundle(candidate_record(P) + [first]))
+    write(tmp_path / "feed", "b.json", bundle([second]))
+    result = screen_path(tmp_path / "feed")[P]
+    assert any(f"Condition/{P}-htn" in e and "conflict" in e for e in result.errors)
+    assert all(c.reason != "conflict" for c in result.criteria)
     assert result.status == POSSIBLE
 
 
@@ -514,3 +528,58 @@ def test_a_mapping_asking_descendants_of_another_system_is_refused(tmp_path):
     (tmp_path / "NCT05773274.yaml").write_text(bad)
     with pytest.raises(MappingError, match="descendants is available for ICD-10-CM only"):
         load_mapping(tmp_path / "NCT05773274.yaml")
+
+
+def test_a_shared_medication_in_conflict_is_an_error_only_where_it_is_used(tmp_path):
+    record = candidate_record(P)
+    other = candidate_record("h2")  # a patient whose records point to another Medication
+    changed = dict(next(r for r in record if r["resourceType"] == "Medication"), meta={})
+    changed["code"] = {"text": "Lutathera (relabelled)"}
+    first = dict(next(r for r in record if r["resourceType"] == "Medication"), meta={})
+    write(tmp_path / "feed", "a.json", bundle([r for r in record if r["resourceType"] != "Medication"] + other))
+    write(tmp_path / "feed", "m1.json", bundle([first]))
+    write(tmp_path / "feed", "m2.json", bundle([changed]))
+    results = screen_path(tmp_path / "feed")
+    assert any(f"Medication/{P}-med-lu" in e and "conflict" in e for e in results[P].errors)
+    assert outcome(results[P], "prior_prrt") == ("unknown", "conflict")
+    assert results[P].status == POSSIBLE
+    assert not results["h2"].errors and results["h2"].status == CANDIDATE
+
+
+# ---- the seed mapping's code sets and names ------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["177Lu-DOTA-octreotate 7.4 GBq", "LUTETIUM (LU-177) OCTREOTATE", "Lu-177-DOTATATE"])
+def test_dotatate_synonyms_count_as_prrt_cycles(tmp_path, text):
+    cycles = [administration(P, f"{P}-lu{i + 1}", day, concept={"text": text})
+              for i, day in enumerate(("2023-08-04", "2023-09-29", "2023-11-24", "2024-01-19"))]
+    assert outcome(screen(tmp_path, *cycles), "prior_prrt") == ("met", "count")
+
+
+def test_a_gallium_dotatate_scan_is_not_a_prrt_cycle(tmp_path):
+    scan = administration(P, f"{P}-ga68", "2024-03-01", concept={"text": "Ga-68 DOTATATE (NETSPOT) 185 MBq"})
+    assert len(references(screen(tmp_path, scan), "prior_prrt")) == 4
+
+
+@pytest.mark.parametrize("text", ["Ac225-DOTATATE", "[212Pb]VMT-alpha-NET", "Bi-213 DOTATOC", "Th-227 conjugate",
+                                  "radium-223 dichloride", "At-211 MABG"])
+def test_every_alpha_emitter_spelling_is_targeted_alpha_therapy(tmp_path, text):
+    given = administration(P, f"{P}-alpha", "2025-05-01", concept={"text": text}, dose_mbq=None)
+    assert outcome(screen(tmp_path, given), "no_targeted_alpha") == ("not_met", "record")
+
+
+def _arm_ii(result):
+    return next(a for a in result.arms if a.label.startswith("Arm II"))
+
+
+def test_surufatinib_is_a_prior_vegf_inhibitor_and_a_pancreatic_tail_net_may_get_sunitinib(tmp_path):
+    tail_net = condition(P, f"{P}-net", coded(ICD10CM, "C7A.8", "Other malignant neuroendocrine tumors"),
+                         bodySite=[coded(SNOMED, "73239005", "Structure of tail of pancreas")])
+    assert "sunitinib" in _arm_ii(screen(tmp_path, tail_net)).options
+    suru = statement(P, f"{P}-suru", "2025-06-01", {"text": "Surufatinib 300 mg capsule"})
+    excluded = _arm_ii(screen(tmp_path / "2", tail_net, suru)).excluded_options
+    assert any(e.option == "sunitinib" and "prior VEGF inhibitor" in e.why for e in excluded)
+
+
+def test_a_manual_neutrophil_count_decides(tmp_path):
+    manual = lab(P, f"{P}-anc", "753-4", 0.8, "10*3/uL", LAB_TIME, display="Neutrophils [#/volume] in Blood by Manual count")
+    assert outcome(screen(tmp_path, manual), "neutrophils") == ("not_met", "value")

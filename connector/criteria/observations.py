@@ -38,10 +38,11 @@ from connector.units import UnitError, convert, round_sig
 RESULT_STATUSES = frozenset({None, "final", "amended", "corrected"})
 NULL_FLAVOR = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-# Answers that say nothing: LOINC LA4489-6 "Unknown", LA12688-0 "Don't know / not sure",
-# SNOMED CT 261665006 "Unknown", HL7 NullFlavor UNK/ASKU/NASK/NAV/NI.
+# Answers that say nothing: LOINC LA4489-6 "Unknown" and SNOMED CT 261665006 "Unknown
+# (qualifier value)" (both seen as pregnancy-status answers in public FHIR value sets), HL7
+# NullFlavor UNK/ASKU/NASK/NAV/NI.
 INDEFINITE_ANSWERS = frozenset({
-    (LOINC, "LA4489-6"), (LOINC, "LA12688-0"), (SNOMED, "261665006"),
+    (LOINC, "LA4489-6"), (SNOMED, "261665006"),
     (NULL_FLAVOR, "UNK"), (NULL_FLAVOR, "ASKU"), (NULL_FLAVOR, "NASK"), (NULL_FLAVOR, "NAV"), (NULL_FLAVOR, "NI"),
 })
 INDEFINITE_TEXTS = frozenset({"unknown", "not known", "don t know", "unk", "asked but unknown"})

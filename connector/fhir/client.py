@@ -5,7 +5,8 @@ window the trial needs), Conditions and medication history, plus the Medication 
 that `medicationReference` points to. Where the CapabilityStatement allows it all of that
 goes in one `batch` Bundle; each search then pages through `Bundle.link[next]`. Servers that
 reject a narrowing parameter (HTTP 400) get a broader query, which is remembered for the
-next patients. Entries are de-duplicated by type/id because offset paging can repeat one.
+next patients. Offset paging can repeat an entry: a repeat is dropped, and of two versions
+(updated between page reads) the later `meta.lastUpdated` is kept.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ class FhirClient:
     def search(self, rtype: str, params: Iterable[tuple[str, str]] | dict[str, str] | None = None,
                *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every resource a search returns (matches and `_include`d ones), following
-        `Bundle.link[next]` to the end, each type/id once. `_count` defaults to the server's page_size."""
+        `Bundle.link[next]` to the end, each version of a type/id once (a resource updated while
+        the pages were read comes twice: callers keep the newer, see `_collect`). `_count`
+        defaults to the server's page_size."""
         params = list(params.items() if isinstance(params, dict) else params or [])
         if not any(name == "_count" for name, _ in params):
             params.append(("_count", str(page_size or self.server.page_size)))

@@ -33,12 +33,14 @@ class RestSource:
 
         Servers that reject `_elements` get the plain search.
         """
+        seen: set[str] = set()
         query = Query("Patient", (
             (("_elements", "id"), ("_count", str(self.client.server.page_size))),
             (("_count", str(self.client.server.page_size)),),
         ))
-        ids = (resource["id"] for resource in self.client.search_broadening(query)
-               if resource.get("resourceType") == "Patient")
+        found = (resource["id"] for resource in self.client.search_broadening(query)
+                 if resource.get("resourceType") == "Patient")
+        ids = (pid for pid in found if pid not in seen and not seen.add(pid))  # a Patient updated mid-paging: once
         return islice(ids, limit) if limit is not None else ids
 
     def patient_resources(self, patient_id: str, needs: DataNeeds = EVERYTHING) -> list[dict[str, Any]]:
