@@ -20,7 +20,6 @@ from connector.config import ServerConfig
 from connector.errors import EXIT_DATA, EXIT_OK, EXIT_SOURCE, ConfigError, ConnectorError, SourceError
 from connector.fhir.capabilities import Capabilities
 from connector.fhir.scopes import missing_scopes, needed_scopes
-from connector.mapping.catalog import MappingSources, available_mappings
 
 # The types the connector reads and the search parameters it may send for each.
 RELEVANT: dict[str, tuple[str, ...]] = {
@@ -74,8 +73,10 @@ def check(ctx: click.Context, name_or_url: str, fmt: str, mapping_files: tuple[P
     return EXIT_OK if report["auth"]["status"] == "ok" and report["read"]["status"] == "ok" else EXIT_SOURCE
 
 
-def mapped_types(sources: MappingSources) -> set[str]:
-    """The FHIR types that the usable mappings (the first one found per trial) read."""
+def mapped_types(sources: Any) -> set[str]:
+    """The FHIR types that the usable mappings (the first one found per trial) of `sources`
+    (a connector.mapping.catalog.MappingSources) read."""
+    from connector.mapping.catalog import available_mappings
     from connector.mapping.loader import load_mapping
     from connector.mapping.needs import data_needs
 
