@@ -107,7 +107,7 @@ class MappingsTable(_Table):
 
 
 class LimitsTable(_Table):
-    max_resource_mb: float = Field(64, gt=0)  # the largest single resource read from files
+    max_resource_mb: float = Field(64.0, gt=0)  # one resource read from files (an NDJSON line, a .json file)
 
 
 class ConfigFile(_Table):

@@ -14,7 +14,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -107,6 +107,22 @@ def redact_url(url: str) -> str:
     return text if len(text) <= _MAX_URL_IN_MESSAGE else text[: _MAX_URL_IN_MESSAGE - 3] + "..."
 
 
+def not_worth_retrying(exc: BaseException) -> bool:
+    """DNS failures and refused connections: unlike a 503 or a timeout, a retry seconds later
+    meets the same answer, and retrying them per patient turns one wrong URL into minutes."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (socket.gaierror, ConnectionRefusedError)):
+            return True
+        if isinstance(item, BaseException) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(a for a in item.args if isinstance(a, BaseException))
+            stack.extend(x for x in (item.__cause__, item.__context__, getattr(item, "reason", None)) if x)
+    return False
+
+
 def outcome_text(body: Any) -> str | None:
     """The human-readable part of an OperationOutcome (diagnostics or details.text), or of an
     OAuth 2 error response; None for anything else."""
@@ -154,8 +170,12 @@ def _with_params(url: str, params: Any) -> str:
     return prepared.url or url
 
 
-def _causes(exc: BaseException) -> Iterator[Any]:
-    """The exception and everything it wraps (args, __cause__, __context__, urllib3's reason)."""
+def _network_reason(exc: BaseException) -> str:
+    """A short cause for a network failure, without the URL that requests puts in its messages."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return "read timed out"
     seen: set[int] = set()
     stack: list[Any] = [exc]
     while stack:
@@ -163,30 +183,12 @@ def _causes(exc: BaseException) -> Iterator[Any]:
         if id(item) in seen:
             continue
         seen.add(id(item))
-        yield item
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror.lower()
         if isinstance(item, BaseException):
             stack.extend(a for a in item.args if isinstance(a, BaseException))
             stack.extend(x for x in (item.__cause__, item.__context__, getattr(item, "reason", None)) if x)
-
-
-def _network_reason(exc: BaseException) -> str:
-    """A short cause for a network failure, without the URL that requests puts in its messages."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return "read timed out"
-    for item in _causes(exc):
-        if isinstance(item, socket.gaierror):
-            return "host name not found"
-        if isinstance(item, OSError) and item.strerror:
-            return item.strerror.lower()
     return exc.__class__.__name__
-
-
-def _not_worth_retrying(exc: BaseException) -> bool:
-    """DNS failures and refused connections: unlike a 503 or a timeout, a retry seconds later
-    meets the same answer, and retrying them per patient turns one wrong URL into minutes."""
-    return any(isinstance(item, (socket.gaierror, ConnectionRefusedError)) for item in _causes(exc))
 
 
 class HttpClient:
@@ -282,7 +284,7 @@ class HttpClient:
                     requests.exceptions.ChunkedEncodingError) as exc:
                 self.stats.count(0, retry=attempt > 1)
                 reason = _network_reason(exc)
-                if _not_worth_retrying(exc):  # a wrong host name or a closed port does not heal in seconds
+                if not_worth_retrying(exc):  # a wrong host name or a closed port does not heal in seconds
                     raise ServerUnreachable(f"{method} {shown}: {reason} (not retried: check the server URL)") from None
                 if attempt > retries:
                     raise ServerUnreachable(f"{method} {shown}: {reason} (gave up after {attempt} attempts)") from None
