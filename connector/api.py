@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.config import Config, load_config
-from connector.errors import ConnectorError, ResourceError
+from connector.errors import ConnectorError, ResourceError, ServerUnreachable
 from connector.evaluation import evaluate_patient
 from connector.mapping.catalog import MappingEntry, MappingSources, load_resolved, mapping_entry
 from connector.mapping.model import Mapping
@@ -127,7 +127,12 @@ def screen_source(source: str | Path, trial: TrialMapping, *, patient_ids: Itera
     outcome = ScreenOutcome(trial.new_report(screening_date), source_errors=opened.errors,
                             source_name=opened.describe())
     try:
+        connect = getattr(opened, "connect", None)
+        if connect is not None:
+            connect()  # a server that does not answer fails here, once (exit 2)
         for patient_id, item in opened.iter_facts(data_needs(trial.mapping, screening_date), ids or None):
+            if isinstance(item, ServerUnreachable):
+                raise item  # every further patient would fail the same way
             if isinstance(item, ConnectorError):
                 outcome.patient_errors.append((patient_id, str(item)))
                 continue

@@ -158,6 +158,7 @@ def load_config(path: str | Path | None = None) -> Config:
     config.registry_api_url = checked.registry.api_url.rstrip("/")
     config.registry_requests_per_minute = checked.registry.requests_per_minute
     config.site_country = checked.site.country
+    config.max_resource_bytes = int(checked.limits.max_resource_mb * 1024 * 1024)
     if checked.mappings.dir:
         config.mappings_dir = cfg_path.parent / checked.mappings.dir
     config.max_resource_bytes = int(checked.limits.max_resource_mb * 1024 * 1024)

@@ -95,3 +95,20 @@ def test_a_partial_mapping_warns_on_every_screen(tmp_path):
     clean = run_cli(["screen", "--trial", "NCT05773274", "--source", str(EXAMPLES), "--as-of", "2026-11-16",
                      "--patient", "net01"])
     assert clean.exit_code == 0 and "partial" not in clean.stderr
+
+
+def test_mapping_source_mistakes_are_one_line_errors(tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text(SEED.read_text(encoding="utf-8").replace("trial: NCT05773274", "trial: NCT01234567"))
+    base = ["screen", "--trial", "NCT05773274", "--source", str(EXAMPLES), "--as-of", "2026-11-16"]
+    cases = [
+        (["--mapping", str(other)], "error: --mapping other.yaml maps NCT01234567, not NCT05773274\n"),
+        (["--mapping", "nope.yaml"], "error: mapping file nope.yaml not found\n"),
+        (["--mappings", "nowhere"], "error: mapping folder nowhere (--mappings) not found\n"),
+    ]
+    for extra, message in cases:
+        result = run_cli([*base, *extra])
+        assert (result.exit_code, result.stdout, result.stderr) == (1, "", message)
+    run = run_cli(["run", "--trial", "NCT09999999", "--source", str(EXAMPLES), "--db", str(tmp_path / "s.db")])
+    assert run.exit_code == 1 and run.stderr.startswith("error: no mapping for NCT09999999 in ")
+    assert "(give --mapping FILE or --mappings DIR, or set [mappings] dir in the config)" in run.stderr

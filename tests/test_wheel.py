@@ -73,4 +73,6 @@ def test_wheel_ships_schemas_and_mappings_and_screens_the_example_cohort(install
     assert {p["status"] for p in report["patients"]} == {"candidate", "possible", "excluded"}
     assert "site-packages/connector/bundled_mappings/NCT05773274.yaml" in report["mapping"]["file"]
     assert "Traceback" not in result.stderr
+    listed = run(installed / "trial-connector", "mappings", "list", cwd=tmp_path).stdout
+    assert "bundled" in listed and "site-packages/connector/bundled_mappings/NCT05773274.yaml  (used)" in listed
     assert not (tmp_path / "trial-connector.db").exists()  # screening leaves no store behind

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from connector.config import Config, load_config, resolve_store_url
-from connector.mapping.catalog import MappingSources
 from connector.registry.ids import InvalidNctId, normalise_nct_id
 from connector.store import Store, open_existing_store, open_store
+
+if TYPE_CHECKING:  # the mapping loader (jsonschema, UCUM units) is imported only by commands that read mappings
+    from connector.mapping.catalog import MappingSources
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +46,8 @@ def mapping_options(command: F) -> F:
 
 def mapping_sources(ctx: click.Context, files: tuple[Path, ...], dirs: tuple[Path, ...]) -> MappingSources:
     """The mapping search order for this command: its options, then the config, then bundled."""
+    from connector.mapping.catalog import MappingSources
+
     return MappingSources.of(files, dirs, command_config(ctx))
 
 

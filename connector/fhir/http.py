@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,8 @@ import urllib3
 
 from connector import __version__
 from connector.config import ServerConfig
-from connector.errors import ResourceError, SourceError
+from connector.errors import ResourceError, ServerUnreachable, SourceError
+from connector.log_once import warn_once
 from connector.retry import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,22 @@ def redact_url(url: str) -> str:
         shown.append(f"{name}={value}" if base in SAFE_QUERY_PARAMS else f"{name}=***")
     text = urlunsplit((parts.scheme, host, parts.path, "&".join(shown), ""))
     return text if len(text) <= _MAX_URL_IN_MESSAGE else text[: _MAX_URL_IN_MESSAGE - 3] + "..."
+
+
+def not_worth_retrying(exc: BaseException) -> bool:
+    """DNS failures and refused connections: unlike a 503 or a timeout, a retry seconds later
+    meets the same answer, and retrying them per patient turns one wrong URL into minutes."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (socket.gaierror, ConnectionRefusedError)):
+            return True
+        if isinstance(item, BaseException) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(a for a in item.args if isinstance(a, BaseException))
+            stack.extend(x for x in (item.__cause__, item.__context__, getattr(item, "reason", None)) if x)
+    return False
 
 
 def outcome_text(body: Any) -> str | None:
@@ -239,7 +257,7 @@ class HttpClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         if server.verify is False:
-            log.warning("TLS certificate verification is OFF for server %s (verify_tls = false)", server.name)
+            warn_once(log, "TLS certificate verification is OFF for server %s (verify_tls = false)", server.name)
 
     def url(self, path_or_url: str) -> str:
         """An absolute URL: relative paths are taken against the server's base URL."""
@@ -301,8 +319,10 @@ class HttpClient:
                     requests.exceptions.ChunkedEncodingError) as exc:
                 self.stats.count(0, retry=attempt > 1)
                 reason = _network_reason(exc)
+                if not_worth_retrying(exc):  # a wrong host name or a closed port does not heal in seconds
+                    raise ServerUnreachable(f"{method} {shown}: {reason} (not retried: check the server URL)") from None
                 if attempt > retries:
-                    raise SourceError(f"{method} {shown}: {reason} (gave up after {attempt} attempts)") from None
+                    raise ServerUnreachable(f"{method} {shown}: {reason} (gave up after {attempt} attempts)") from None
                 delay = self.backoff(attempt)
                 log.info("%s %s: %s; retry %d/%d in %.1f s", method, shown, reason, attempt, retries, delay)
                 self._sleep(delay)

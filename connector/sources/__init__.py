@@ -39,6 +39,14 @@ class ServerSource:
         self.name = name
         self.errors: list[str] = []
 
+    def connect(self) -> None:
+        """Read /metadata and obtain credentials once, before the first patient: a server that
+        does not answer fails here, once (exit 2), instead of once per patient."""
+        self.rest.client.connect()
+
+    def close(self) -> None:
+        self.rest.close()
+
     def describe(self) -> str:
         return f"FHIR server {self.name}"
 
