@@ -203,3 +203,45 @@ def test_unreachable_server_exits_2(tmp_path: Path) -> None:
     assert proc.stderr.startswith("error: ") and "connection refused" in proc.stderr.lower()
     with sqlite3.connect(tmp_path / "s.db") as conn:
         assert conn.execute("SELECT status FROM runs").fetchall() == [("failed",)]
+
+
+def test_results_post_never_replaces_a_research_study_it_did_not_create(server, spec, tmp_path: Path) -> None:  # noqa: ANN001
+    """The hospital's own ResearchStudy (title, PI, sites) stays as it was; ours is only referenced.
+    The identifier system and extension URLs come from the config."""
+    import json
+
+    import requests
+    from click.testing import CliRunner
+
+    from connector.cli import cli
+
+    prefix = f"rst{os.getpid()}-"
+    load_cohort(server, prefix)
+    theirs = {"resourceType": "ResearchStudy", "id": TRIAL, "status": "active", "title": "NETTER-P (site copy)",
+              "principalInvestigator": {"reference": "Practitioner/pi-1", "display": "Dr. Site PI"},
+              "site": [{"reference": "Location/site-1"}]}
+    requests.put(f"{server.base_url}/ResearchStudy/{TRIAL}", json=theirs, headers=server.admin_headers(),
+                 timeout=30).raise_for_status()
+    db = tmp_path / "post.db"
+    with open_store(str(db)) as store:
+        run(store, server, spec, prefix)
+    config = tmp_path / "tc.toml"
+    config.write_text('[fhir_output]\nidentifier_system = "https://hospital.example.org/prescreen"\n'
+                      'extension_base = "https://hospital.example.org/fhir/StructureDefinition"\n')
+    result = CliRunner().invoke(cli, ["--config", str(config), "results", "--trial", TRIAL, "--format", "fhir",
+                                      "--post", "--db", str(db), "--server", server.base_url], standalone_mode=False)
+    assert result.exception is None, result.stderr
+    assert f"ResearchStudy/{TRIAL} exists on the server and was not created by trial-connector" in result.stderr
+    kept = server.get(f"ResearchStudy/{TRIAL}").json()
+    assert {k: kept.get(k) for k in ("title", "principalInvestigator", "site")} == \
+        {k: theirs[k] for k in ("title", "principalInvestigator", "site")}
+    posted = json.loads(result.stdout)
+    assert all(e["resource"]["resourceType"] == "ResearchSubject" for e in posted["entry"])
+    from connector.report.research_subjects import subject_id
+
+    subject = server.get(f"ResearchSubject/{subject_id(TRIAL, f'{prefix}net04')}").json()
+    assert subject["study"]["reference"] == f"ResearchStudy/{TRIAL}"
+    assert subject["identifier"][0]["system"] == "https://hospital.example.org/prescreen"
+    assert {e["url"] for e in subject["extension"]} <= {
+        "https://hospital.example.org/fhir/StructureDefinition/prescreen-as-of",
+        "https://hospital.example.org/fhir/StructureDefinition/prescreen-criterion"}
