@@ -11,7 +11,6 @@ process-local thread on 127.0.0.1 (tests/misbehaving_server.py) and runs on both
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -1,16 +1,15 @@
 """Scheduled runs against the real FHIR server (sekmet-fhir): full run, changes, incremental
-rerun and its diff, time windows moving, Bulk export path with `_since`, kill -9 and resume,
-lock contention. Each test loads its own prefixed patients and screens them through a Group,
-so tests sharing the server never see each other's patients."""
+rerun and its diff, time windows moving, Bulk export path with `_since`, lock contention,
+`results --post` (kill -9 and resume: test_chaos.py). Each test loads its own prefixed
+patients and screens them through a Group, so tests sharing the server never see each other's
+patients."""
 
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
 from connector.scheduled import records
 from connector.scheduled.lock import run_lock
 from connector.store import open_store
-from population import example_patients, generate_patients, group
+from population import example_patients, group
 
 pytestmark = pytest.mark.server
 TRIAL = "NCT05773274"
@@ -116,57 +115,6 @@ def test_lock_contention(server, spec, store_url: str) -> None:  # noqa: ANN001
             with pytest.raises(LockedError, match="another run"):
                 run(other, server, spec, prefix)
         assert records.interrupted_runs(other) == []
-
-
-def _cli(db: Path, prefix: str, server) -> list[str]:  # noqa: ANN001
-    return [sys.executable, "-m", "connector", "run", "--trial", TRIAL, "--source", server.base_url,
-            "--group", f"{prefix}grp", "--as-of", AS_OF.isoformat(), "--concurrency", "1", "--db", str(db)]
-
-
-def _results(db: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT patient_id, status, result FROM patient_results ORDER BY patient_id").fetchall()
-
-
-def test_kill_9_then_resume_equals_uninterrupted(server, tmp_path: Path) -> None:  # noqa: ANN001
-    prefix = f"kil{os.getpid()}-"
-    patients = list(generate_patients(120, prefix=prefix))
-    server.load([r for p in patients for r in p] + [group(f"{prefix}grp", [p[0]["id"] for p in patients])])
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-    killed_db = tmp_path / "killed.db"
-    proc = subprocess.Popen(_cli(killed_db, prefix, server), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = 0
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if killed_db.exists():
-            try:
-                with sqlite3.connect(killed_db, timeout=1) as conn:
-                    done = conn.execute("SELECT COUNT(*) FROM run_progress").fetchone()[0]
-            except sqlite3.OperationalError:
-                done = 0
-            if done >= 15:
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    partial = len(_results(killed_db))
-    assert 15 <= partial < 120
-
-    resumed = subprocess.run(_cli(killed_db, prefix, server), cwd=ROOT, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "(resumed)" in resumed.stdout
-    clean_db = tmp_path / "clean.db"
-    clean = subprocess.run(_cli(clean_db, prefix, server), cwd=ROOT, env=env, capture_output=True, text=True)
-    assert clean.returncode == 0, clean.stderr
-    assert _results(killed_db) == _results(clean_db)
-    with sqlite3.connect(killed_db) as conn:
-        run_row = conn.execute("SELECT screened, status FROM runs").fetchall()
-        history = conn.execute("SELECT COUNT(*), COUNT(DISTINCT patient_id) FROM status_history").fetchone()
-    assert run_row == [(120, "done")], "one run, resumed: no duplicates, no gaps"
-    assert history == (120, 120)
 
 
 def test_results_post_writes_research_subjects(server, spec, tmp_path: Path) -> None:  # noqa: ANN001
