@@ -96,11 +96,12 @@ def test_empty_or_short_answers_fail_the_run_and_never_become_an_incremental_bas
     assert len(statuses(store)) == 18  # nothing stored was lost
 
 
-def test_a_bulk_export_without_files_fails_the_run(store, server):
+def test_a_bulk_export_without_files_fails_the_run(store, server, tmp_path):
     BulkJobs(server, {})
     with pytest.raises(SourceError, match="finished with no files at all"):
-        run(store, server, bulk=True)
+        run(store, server, bulk=True, work_dir=tmp_path / "work")
     assert store.fetchall("SELECT status FROM runs") == [{"status": "failed"}]
+    assert not (tmp_path / "work").exists()  # nothing to resume: nothing left behind
 
 
 def test_expired_bulk_files_after_an_interrupted_download_start_a_new_export(store, server, tmp_path, store_url):
