@@ -190,3 +190,18 @@ def test_pages_past_the_announced_total_stop_with_an_error(server):
     with pytest.raises(SourceError, match="more than the 3 matches it announced"):
         list(client.search("Patient"))
     assert pages["n"] == 4
+
+
+def test_an_answer_that_inflates_without_end_is_refused_in_bounded_memory(server):
+    import gzip
+
+    import requests
+
+    from connector.fhir.http import read_body_by
+
+    bomb = gzip.compress(b"[" + b" " * (8 * 1024 * 1024) + b"]")  # 8 MB of JSON in about 8 kB
+    server.route("GET", "/fhir/Patient", lambda _r: Reply(200, bomb, {"Content-Type": "application/fhir+json",
+                                                                      "Content-Encoding": "gzip"}))
+    response = requests.get(f"{server.base_url}/Patient", stream=True, timeout=10)
+    with pytest.raises(SourceError, match="answer larger than 1 MB; refused"):
+        read_body_by(response, deadline=float("inf"), max_bytes=1024 * 1024)
