@@ -209,3 +209,23 @@ def test_a_patient_with_unreadable_data_is_never_a_candidate(store, tmp_path):
     (row,) = [r for r in records.latest_results(store, TRIAL) if r["patient_id"] == "net01"]
     assert row["status"] == "possible"
     assert row["result"]["errors"] == ["Observation/net01-odd: effectiveDateTime: invalid date"]
+
+
+def test_screen_survives_deep_nesting_and_bad_bytes(monkeypatch, capsys, tmp_path):
+    from test_screen_cli import run_cli
+
+    monkeypatch.setenv("TRIAL_CONNECTOR_DB", str(tmp_path / "absent.db"))
+    folder = tmp_path / "data"
+    ids = write_cohort(folder)
+    with (folder / "Observation.ndjson").open("ab") as out:
+        out.write(b'{"resourceType":"Observation","id":"deep","subject":{"reference":"Patient/net02"},"x":'
+                  + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
+        out.write(b'{"resourceType":"Observation","id":"odd","subject":{"reference":"Patient/net03"},'
+                  b'"status":"\xc3\x28"}\n')
+    code, out, err = run_cli(monkeypatch, capsys, "screen", "--trial", TRIAL, "--source", str(folder),
+                             "--as-of", AS_OF.isoformat(), "--format", "json")
+    assert code == 3
+    screened = {p["patient"].split("/")[1] for p in json.loads(out)["patients"]}
+    assert screened == set(ids) - {"net02", "net03"}
+    assert "error: Patient/net02: 1 unreadable resource(s) name this patient: " in err
+    assert "JSON nested too deeply" in err and "not valid UTF-8 (byte" in err
