@@ -120,6 +120,8 @@ class Config:
     site_country: str = "US"
     max_resource_bytes: int = 64 * 1024 * 1024  # [limits] max_resource_mb: one resource read from files
     mappings_dir: Path | None = None  # [mappings] dir, relative to the config file
+    output_identifier_system: str | None = None  # [fhir_output] identifier_system (ResearchSubject.identifier)
+    output_extension_base: str | None = None  # [fhir_output] extension_base (our extensions' URLs)
     path: Path | None = None
 
     def server(self, url_or_name: str) -> ServerConfig:
@@ -159,9 +161,10 @@ def load_config(path: str | Path | None = None) -> Config:
     config.registry_requests_per_minute = checked.registry.requests_per_minute
     config.site_country = checked.site.country
     config.max_resource_bytes = int(checked.limits.max_resource_mb * 1024 * 1024)
+    config.output_identifier_system = checked.fhir_output.identifier_system
+    config.output_extension_base = checked.fhir_output.extension_base
     if checked.mappings.dir:
         config.mappings_dir = cfg_path.parent / checked.mappings.dir
-    config.max_resource_bytes = int(checked.limits.max_resource_mb * 1024 * 1024)
     return _apply_env(config)
 
 

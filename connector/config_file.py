@@ -106,6 +106,17 @@ class MappingsTable(_Table):
     dir: str | None = None
 
 
+def _absolute_uri(value: str) -> str:
+    if ":" not in value or value.startswith(":"):
+        raise ValueError(f"must be an absolute URI (https://... or urn:...), got {value!r}")
+    return value
+
+
+class FhirOutputTable(_Table):
+    identifier_system: Annotated[str, AfterValidator(_absolute_uri)] | None = None  # ResearchSubject.identifier
+    extension_base: Annotated[str, AfterValidator(_absolute_uri)] | None = None  # our extensions' URLs
+
+
 class LimitsTable(_Table):
     max_resource_mb: float = Field(64.0, gt=0)  # one resource read from files (an NDJSON line, a .json file)
 
@@ -117,6 +128,7 @@ class ConfigFile(_Table):
     site: SiteTable = Field(default_factory=SiteTable)
     mappings: MappingsTable = Field(default_factory=MappingsTable)
     limits: LimitsTable = Field(default_factory=LimitsTable)
+    fhir_output: FhirOutputTable = Field(default_factory=FhirOutputTable)
 
     @classmethod
     def parse(cls, raw: dict[str, Any], path: Path) -> "ConfigFile":

@@ -117,6 +117,7 @@ class MisbehavingServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet tests
                 pass

@@ -11,7 +11,6 @@ process-local thread on 127.0.0.1 (tests/misbehaving_server.py) and runs on both
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -30,8 +29,12 @@ def server():  # noqa: ANN201
         yield running
 
 
+FEW = ("net01", "net02", "net03", "net04")  # a candidate, two possible, one excluded
+
+
 def cohort() -> list[dict]:
-    return example_patients("")
+    """Four patients of the example cohort (each resource names its patient in its id)."""
+    return [r for r in example_patients("") if r["id"].split("-")[0] in FEW]
 
 
 def by_type(resources: list[dict]) -> dict[str, bytes]:
@@ -76,32 +79,33 @@ def test_empty_or_short_answers_fail_the_run_and_never_become_an_incremental_bas
     resources = cohort()
     serve_rest(server, resources)
     good = run(store, server)
-    assert good.run.status == "done" and good.run.screened == 18
+    assert good.run.status == "done" and good.run.screened == len(FEW)
 
     serve_rest(server, resources, patients="announces-118")
     with pytest.raises(SourceError, match="announced 118 matches but returned 0") as failed:
         run(store, server)
     assert failed.value.exit_code == 2
 
-    with pytest.raises(SourceError, match="announced 18 matches but returned 0"):
+    with pytest.raises(SourceError, match="announced 4 matches but returned 0"):
         serve_rest(server, resources)
         run(store, server, page_size=0)
 
     serve_rest(server, resources, patients="none")
-    with pytest.raises(SourceError, match="gave no patients at all, but the last full run read 18"):
+    with pytest.raises(SourceError, match="gave no patients at all, but the last full run read 4"):
         run(store, server)
 
     runs = store.fetchall("SELECT id, status FROM runs ORDER BY id")
     assert [r["status"] for r in runs] == ["done", "failed", "failed", "failed"]
     assert records.last_successful_run(store, server.base_url, TRIAL).id == good.run.id
-    assert len(statuses(store)) == 18  # nothing stored was lost
+    assert len(statuses(store)) == len(FEW)  # nothing stored was lost
 
 
-def test_a_bulk_export_without_files_fails_the_run(store, server):
+def test_a_bulk_export_without_files_fails_the_run(store, server, tmp_path):
     BulkJobs(server, {})
     with pytest.raises(SourceError, match="finished with no files at all"):
-        run(store, server, bulk=True)
+        run(store, server, bulk=True, work_dir=tmp_path / "work")
     assert store.fetchall("SELECT status FROM runs") == [{"status": "failed"}]
+    assert not (tmp_path / "work").exists()  # nothing to resume: nothing left behind
 
 
 def test_expired_bulk_files_after_an_interrupted_download_start_a_new_export(store, server, tmp_path, store_url):
@@ -119,7 +123,7 @@ def test_expired_bulk_files_after_an_interrupted_download_start_a_new_export(sto
     clean_store = open_store(str(tmp_path / "clean.db"))
     try:
         run(clean_store, server, bulk=True, work_dir=tmp_path / "clean-work")
-        assert statuses(store) == statuses(clean_store) and len(statuses(store)) == 18
+        assert statuses(store) == statuses(clean_store) and len(statuses(store)) == len(FEW)
     finally:
         clean_store.close()
 
@@ -186,3 +190,18 @@ def test_pages_past_the_announced_total_stop_with_an_error(server):
     with pytest.raises(SourceError, match="more than the 3 matches it announced"):
         list(client.search("Patient"))
     assert pages["n"] == 4
+
+
+def test_an_answer_that_inflates_without_end_is_refused_in_bounded_memory(server):
+    import gzip
+
+    import requests
+
+    from connector.fhir.http import read_body_by
+
+    bomb = gzip.compress(b"[" + b" " * (8 * 1024 * 1024) + b"]")  # 8 MB of JSON in about 8 kB
+    server.route("GET", "/fhir/Patient", lambda _r: Reply(200, bomb, {"Content-Type": "application/fhir+json",
+                                                                      "Content-Encoding": "gzip"}))
+    response = requests.get(f"{server.base_url}/Patient", stream=True, timeout=10)
+    with pytest.raises(SourceError, match="answer larger than 1 MB; refused"):
+        read_body_by(response, deadline=float("inf"), max_bytes=1024 * 1024)

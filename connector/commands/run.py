@@ -3,8 +3,8 @@
 The summary counts patients (never patient x trial): screened, then per trial how many got
 each status and how many are new or changed, then the errors by kind (connector.report.tally).
 Exit codes: 0 done, 3 done with errors (patients not screened, records of screened patients
-that could not be read, source problems), 2 source unreachable after retries, 4 another run
-holds the lock, 1 usage/mapping errors.
+that could not be read, source problems), 2 source unreachable after retries or answering
+short (see README "Failure behaviour"), 4 another run holds the lock, 1 usage/mapping errors.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ SHOWN_ERRORS = 20
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="Patients fetched at once from a server (default: the server's `concurrency`, 4).")
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
-              help="Where --bulk downloads go (mode 0700; removed after the run).")
+              help="Where --bulk downloads go: a new or empty folder (mode 0700); only the export's own "
+                   "files are removed after the run.")
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country).")
 @db_option
 @click.pass_context

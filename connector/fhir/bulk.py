@@ -173,7 +173,7 @@ class BulkExportClient:
                 self._save_state(state)
                 manifest = self.poll(state["status_url"])
             if not manifest["output"] and not manifest.get("error") and request.since is None:
-                self.state_path.unlink(missing_ok=True)  # the next run asks again instead of trusting it
+                self.remove_files()  # nothing to resume: the next run asks again instead of trusting it
                 raise SourceError(f"bulk export {redact_url(state['status_url'])} finished with no files at all; "
                                   "a whole population cannot be empty (check the server)")
             state["manifest"] = manifest

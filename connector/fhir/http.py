@@ -43,6 +43,7 @@ SAFE_QUERY_PARAMS = frozenset({
 })
 _MAX_DIAGNOSTICS = 500
 CHUNK_BYTES = 1 << 16
+MAX_ANSWER_BYTES = 512 * 1024 * 1024  # one answer (a page, a manifest), decompressed: never a whole export
 _MAX_URL_IN_MESSAGE = 300
 
 
@@ -199,13 +200,15 @@ class DeadlineExceeded(requests.exceptions.ReadTimeout):
     """The whole answer did not arrive within `timeout`, though each piece came in time."""
 
 
-def read_body_by(response: requests.Response, deadline: float) -> None:
+def read_body_by(response: requests.Response, deadline: float, max_bytes: int = MAX_ANSWER_BYTES) -> None:
     """Read a streamed response's body completely by `deadline` (a time.monotonic value).
 
     `requests` applies its timeout to each socket read, so a server sending a byte every few
-    seconds holds a request for hours; this bounds the whole answer. The body is then available
-    as `response.content`, as if it had not been streamed."""
+    seconds holds a request for hours; this bounds the whole answer, and its size (a body,
+    compressed or not, over `max_bytes` is refused). The body is then available as
+    `response.content`, as if it had not been streamed."""
     chunks: list[bytes] = []
+    size = 0
     try:
         while True:
             if time.monotonic() > deadline:
@@ -214,6 +217,11 @@ def read_body_by(response: requests.Response, deadline: float) -> None:
             chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
             if not chunk:
                 break
+            size += len(chunk)
+            if size > max_bytes:
+                response.close()
+                raise SourceError(f"{response.request.method} {redact_url(response.url)}: answer larger than "
+                                  f"{max_bytes // (1024 * 1024)} MB; refused")
             chunks.append(chunk)
     except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
         raise requests.exceptions.ChunkedEncodingError(exc) from exc

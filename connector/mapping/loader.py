@@ -18,7 +18,7 @@ import jsonschema
 import yaml
 
 from connector.codes import SYSTEM_ALIASES, CodeSet, normalize_text
-from connector.errors import MappingError
+from connector.errors import MappingError, short
 from connector.mapping.model import (
     Administrations,
     AgeRule,
@@ -46,10 +46,18 @@ from connector.mapping.model import (
 from connector.resources import schema_path
 from connector.units import UnitError, parse_unit
 
+MAX_YAML_VALUES = 100_000  # the seed mapping has about 900
+MAX_YAML_DEPTH = 100  # the seed mapping nests 8 deep
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one) and nesting
+    deeper than MAX_YAML_DEPTH (PyYAML's scanner slows down quadratically, its composer recurses)."""
+
+    def fetch_more_tokens(self) -> None:
+        super().fetch_more_tokens()
+        if self.flow_level + len(self.indents) > MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels; refused")
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -100,13 +108,54 @@ def read_mapping_document(path: Path) -> Any:
     except OSError as exc:
         raise MappingError(f"{name}: cannot read: {exc.strerror or exc}") from None
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        document = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise MappingError(f"{name}: invalid YAML: {where}{problem}") from None
+        raise MappingError(f"{name}: invalid YAML: {where}{short(problem, 300)}") from None
     return document
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML -> Python with SafeLoader semantics, duplicate keys refused, and aliases bounded:
+    a document whose aliases would expand beyond MAX_YAML_VALUES values (a "billion laughs"
+    bomb) is refused before anything walks the expansion."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        expanded_size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def expanded_size(node: yaml.Node) -> int:
+    """How many values `node` stands for once every alias is expanded; YAMLError past the bound."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(current: yaml.Node) -> int:
+        key = id(current)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise yaml.YAMLError("a YAML alias refers to itself")
+        in_progress.add(key)
+        total = 1
+        if isinstance(current, yaml.SequenceNode):
+            total += sum(size(child) for child in current.value)
+        elif isinstance(current, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in current.value)
+        in_progress.discard(key)
+        if total > MAX_YAML_VALUES:
+            raise yaml.YAMLError(f"aliases expand to more than {MAX_YAML_VALUES} values; refused")
+        sizes[key] = total
+        return total
+
+    return size(node)
 
 
 def build_mapping(document: Any, name: str, path: Path | None = None) -> Mapping:
@@ -218,8 +267,8 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum" and list(error.absolute_path)[-1:] == ["kind"]:
         close = difflib.get_close_matches(str(error.instance), error.validator_value, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        return f"unknown kind {error.instance!r} ({hint}known: {', '.join(error.validator_value)})"
-    return error.message
+        return f"unknown kind {short(repr(error.instance), 80)} ({hint}known: {', '.join(error.validator_value)})"
+    return short(error.message, 300)
 
 
 class _Builder:
