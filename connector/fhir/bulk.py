@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -124,9 +126,19 @@ class BulkExportClient:
                                       "give a new or empty folder (its files would be mixed with the export)")
                 marker.write_text("adopted\n")
         else:
-            self.work_dir.mkdir(parents=True, mode=0o700)
-            marker.write_text("created\n")
+            self._create_dir_with_marker()
         os.chmod(self.work_dir, 0o700)  # exports are PHI
+
+    def _create_dir_with_marker(self) -> None:
+        """The folder appears together with its marker (built beside it, then renamed), so a kill
+        at any point never leaves a folder of ours that a later run would take for the user's."""
+        parent = self.work_dir.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        for stale in parent.glob(f".{self.work_dir.name}.creating-*"):  # left by a kill mid-creation
+            shutil.rmtree(stale, ignore_errors=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{self.work_dir.name}.creating-", dir=parent))
+        (building / WORK_MARKER).write_text("created\n")
+        os.rename(building, self.work_dir)
 
     def remove_files(self) -> None:
         """Delete what this client wrote in the work dir (exports, partial files, state), and the
