@@ -14,6 +14,7 @@ import click
 
 from connector.commands.options import command_config, db_option, open_command_store, trial_id
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
+from connector.mapping.drafts import ALLOW_DRAFT_HELP, check_draft
 from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
 from connector.scheduled.progress import Progress
 from connector.trial_record import criteria_hash_warning, stored_criteria_text
@@ -39,11 +40,12 @@ SHOWN_ERRORS = 20
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
               help="Where --bulk downloads go (mode 0700; removed after the run).")
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country).")
+@click.option("--allow-draft", is_flag=True, help=ALLOW_DRAFT_HELP)
 @db_option
 @click.pass_context
 def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str | None, bulk: bool,
         group: str | None, patient_ids: tuple[str, ...], as_of, concurrency: int | None, work_dir: Path | None,
-        site_country: str | None, db: str | None) -> int:
+        site_country: str | None, db: str | None, allow_draft: bool = False) -> int:
     """Screen a population against trials, store the results, report who is new."""
     names = list(dict.fromkeys(trial_id(t) for t in trials))
     if since is not None and since != "auto" and not INSTANT.match(since):
@@ -55,6 +57,8 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
         trials=[TrialSpec.load(t) for t in names], source=source_arg, as_of=as_of.date() if as_of else None,
         since=since, bulk=bulk, group=group, patient_ids=list(patient_ids) or None, concurrency=concurrency,
         work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
+    for spec in options.trials:
+        check_draft(spec.mapping, spec.mapping_name, allow_draft)
     with open_command_store(ctx, db) as store:
         for spec in options.trials:
             warning = criteria_hash_warning(spec.mapping, spec.mapping_name, stored_criteria_text(store, spec.trial))

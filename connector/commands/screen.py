@@ -18,6 +18,7 @@ from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError
 from connector.evaluation import evaluate_patient
 from connector.commands.options import command_config, db_option, store_url, trial_id
 from connector.mapping import data_needs, load_trial_mapping
+from connector.mapping.drafts import ALLOW_DRAFT_HELP, check_draft
 from connector.mapping.loader import display_name
 from connector.results import ScreenReport
 from connector.trial_record import criteria_hash_warning, stored_criteria_text_at
@@ -39,10 +40,12 @@ log = logging.getLogger(__name__)
 @click.option("--trial-record", type=click.Path(path_type=Path), default=None,
               help="CT.gov API v2 record to check the mapping's criteria hash against "
                    "(default: the trial as synced in the store, else examples/ctgov/<NCT>.json).")
+@click.option("--allow-draft", is_flag=True, help=ALLOW_DRAFT_HELP)
 @db_option
 @click.pass_context
 def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[str, ...], as_of, output_format: str,
-           mapping_path: Path | None, site_country: str | None, trial_record: Path | None, db: str | None) -> int:
+           mapping_path: Path | None, site_country: str | None, trial_record: Path | None, db: str | None,
+           allow_draft: bool = False) -> int:
     """Pre-screen patients for one trial: each criterion met / not met / unknown, with evidence."""
     from connector.sources import open_source  # the source layer pulls in HTTP only when needed
 
@@ -50,6 +53,7 @@ def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[s
     screening_date: date = as_of.date() if as_of else date.today()
     path, mapping = load_trial_mapping(trial, mapping_path)
     name = display_name(path)
+    check_draft(mapping, name, allow_draft)
     warning = criteria_hash_warning(mapping, name, stored_criteria_text_at(store_url(ctx, db), trial), trial_record)
     if warning:
         click.echo(f"warning: {warning}", err=True)
@@ -61,7 +65,7 @@ def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[s
         raise ConnectorError(f"{source.describe()}: give --patient ID (whole server populations are screened "
                              "by the scheduled run, not by screen)")
 
-    report = ScreenReport(trial, name, mapping.criteria_hash, screening_date)
+    report = ScreenReport(trial, name, mapping.criteria_hash, screening_date, mapping_status=mapping.status)
     failed = 0
     needs = data_needs(mapping, screening_date)
     for patient_id, item in source.iter_facts(needs, list(patient_ids) or None):

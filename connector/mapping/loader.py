@@ -29,6 +29,7 @@ from connector.mapping.model import (
     ConditionRule,
     CreatinineClearanceRule,
     Criterion,
+    DraftNote,
     DoseTarget,
     ManualRule,
     Mapping,
@@ -142,7 +143,8 @@ def build_mapping(document: Any, name: str, path: Path | None = None) -> Mapping
                                f"(also $.criteria[{seen[criterion.id]}])")
         seen[criterion.id] = i
     arms = tuple(builder.arm(a, i) for i, a in enumerate(document.get("arms") or []))
-    return Mapping(document["trial"], document["criteria_hash"], criteria, arms, document.get("title"), path)
+    return Mapping(document["trial"], document["criteria_hash"], criteria, arms, document.get("title"), path,
+                   document.get("status", "reviewed"))
 
 
 def _most_specific(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
@@ -190,6 +192,7 @@ class _Builder:
         if raw.get("review_if_found") and raw["type"] != "exclusion":
             raise self.fail(f"{path}.review_if_found", "only exclusion criteria can defer a match to review")
         defer = raw.get("defer_if_not_met")
+        note = raw.get("draft")
         return Criterion(
             id=raw["id"],
             type=raw["type"],
@@ -197,6 +200,7 @@ class _Builder:
             rule=self.rule(raw, path),
             review_if_found=bool(raw.get("review_if_found", False)),
             defer_if_not_met=self.rule(defer, f"{path}.defer_if_not_met") if defer is not None else None,
+            draft=DraftNote(note["how"], note["confidence"], note.get("confirm")) if note else None,
         )
 
     def arm(self, raw: dict[str, Any], index: int) -> Arm:

@@ -34,7 +34,8 @@ def criterion_line(result: CriterionResult, type_: str) -> str:
 
 
 def render_patient(patient: PatientResult, mapping: Mapping) -> list[str]:
-    lines = [f"{patient.patient}  {patient.status.upper()}"]
+    draft = "  (DRAFT mapping, not reviewed)" if patient.draft else ""
+    lines = [f"{patient.patient}  {patient.status.upper()}{draft}"]
     manual_only = {c.id for c in mapping.criteria if isinstance(c.rule, ManualRule)}
     types = {c.id: c.type for c in mapping.criteria}
     review: list[str] = []
@@ -55,7 +56,8 @@ def render_patient(patient: PatientResult, mapping: Mapping) -> list[str]:
 
 
 def render_table(report: ScreenReport, mapping: Mapping) -> str:
-    lines = [f"{report.trial} as of {report.as_of.isoformat()} (mapping {report.mapping_file})", ""]
+    draft = ", a DRAFT: results are unreviewed" if report.mapping_status == "draft" else ""
+    lines = [f"{report.trial} as of {report.as_of.isoformat()} (mapping {report.mapping_file}{draft})", ""]
     for patient in report.patients:
         lines.extend(render_patient(patient, mapping))
         lines.append("")
