@@ -30,8 +30,7 @@ class Finding:
     sentence: str
 
 
-@lru_cache(maxsize=1)
-def _pipeline() -> Any:
+def _load() -> Any:
     from loguru import logger
 
     logger.disable("PyRuSH")  # its per-token debug log is not ours to print
@@ -40,14 +39,17 @@ def _pipeline() -> Any:
     return medspacy.load(medspacy_enable=["medspacy_pyrush", "medspacy_target_matcher", "medspacy_context"])
 
 
+@lru_cache(maxsize=1)
+def _pipeline() -> Any:
+    return _load()
+
+
 @lru_cache(maxsize=8)
 def _nlp_for(rules: tuple[tuple[str, tuple[str, ...]], ...]) -> Any:
     """A pipeline whose target matcher knows exactly these (label, phrases) rules."""
-    import medspacy
     from medspacy.target_matcher import TargetRule
 
-    _pipeline()  # silences PyRuSH's logger first
-    nlp = medspacy.load(medspacy_enable=["medspacy_pyrush", "medspacy_target_matcher", "medspacy_context"])
+    nlp = _load()
     nlp.get_pipe("medspacy_target_matcher").add(
         [TargetRule(phrase, label) for label, phrases in rules for phrase in phrases])
     return nlp
@@ -55,6 +57,9 @@ def _nlp_for(rules: tuple[tuple[str, tuple[str, ...]], ...]) -> Any:
 
 def find(text: str, rules: dict[str, list[str]]) -> list[Finding]:
     """Every phrase of `rules` ({label: [phrases]}) in `text`, with its context."""
+    lowered = text.lower()
+    if not any(phrase.lower() in lowered for phrases in rules.values() for phrase in phrases):
+        return []  # the sentence splitter is the slow part: run it only where a phrase occurs
     key = tuple(sorted((label, tuple(phrases)) for label, phrases in rules.items()))
     with _lock:
         nlp = _nlp_for(key)

@@ -17,7 +17,7 @@ from connector.drafting import conditions as condition_table
 from connector.drafting.context import find as find_context
 from connector.drafting.demographics import allowed_sexes, structured_age, text_age
 from connector.drafting.labs import LabGroup, LabThreshold, extract_labs
-from connector.drafting.medications import ALLERGY_CUE, THERAPY_CUE, drug_names
+from connector.drafting.medications import ALLERGY_CUE, THERAPY_CUE, drug_mentions
 from connector.drafting.performance import ECOG, KARNOFSKY, LANSKY, correspondence_note, extract_performance
 from connector.drafting.quantities import ULN
 from connector.drafting.text import ascii_share, clean
@@ -83,11 +83,19 @@ _BRAIN_REVIEW = re.compile(r"\b(?:unless|untreated|treated|stable|stabili[sz]ed|
                            r"progressi|allowed|permitted|eligible|may participate|controlled|off steroids)\b",
                            re.IGNORECASE)
 _CONDITION_REVIEW = re.compile(r"\b(?:uncontrolled|active|unstable|symptomatic|significant|severe|requiring|unless|"
-                               r"except|within|current|recent|poorly controlled|known to be positive)\b", re.IGNORECASE)
+                               r"except|within|current|recent|poorly controlled|known to be positive|class|grade|"
+                               r"stage|nyha|\d)", re.IGNORECASE)
 _ALLOWED = re.compile(r"\b(?:allowed|permitted|eligible|acceptable|are not excluded|is not excluded|may participate|"
                       r"may be enrolled|can be enrolled)\b", re.IGNORECASE)
 _ENGLISH_WORDS = frozenset("""the of and or with to in for be must have has no not any patients patient subjects
-subject participants participant who are is within prior than at least known history of years age""".split())
+subject participants participant who are is within prior than at least known history years age if by as from on an a
+will may should can which that this these those after before during other such including except unless per all each
+either both more less most normal greater eligible confirmed previous current treatment therapy disease""".split())
+
+
+_OTHER_LANGUAGE_WORDS = frozenset("""der die das und mit nicht ist sind oder von bei für eine keine einer patienten
+les et avec des du est sont pour une pas ou dans sur aux la le los las y con del son para por una sin pacientes
+il gli con per non sono della degli nei pazienti os com não são pelo doentes het een niet zijn voor van""".split())
 
 
 @dataclass
@@ -121,11 +129,14 @@ class _Ids:
 
 
 def _is_foreign(text: str) -> bool:
-    """A bullet in a language the patterns were not written for (few ASCII letters, or no English words)."""
+    """A bullet in a language the patterns were not written for: mostly non-Latin letters, or more
+    function words of another European language than of English."""
     if ascii_share(text) < 0.7:
         return True
-    words = re.findall(r"[a-zA-Z]+", text.lower())
-    return len(words) >= 4 and not any(w in _ENGLISH_WORDS for w in words)
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    english = sum(1 for w in words if w in _ENGLISH_WORDS)
+    other = sum(1 for w in words if w in _OTHER_LANGUAGE_WORDS)
+    return (other >= 2 and other > english) or (len(words) >= 12 and english == 0)
 
 
 def protocol_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -411,6 +422,7 @@ class _Builder:
         for entry, match in findings:
             if entry.key in skip:
                 continue
+            skip.add(entry.key)  # one criterion per condition and bullet
             sentence = _sentence_around(bullet.clean, match.start())
             negated = bool(re.search(r"\b(?:no|not|without|absence of|negative for)\b[^.;]{0,40}$",
                                      sentence[:match.start() - _sentence_start(bullet.clean, match.start())],
@@ -434,9 +446,9 @@ class _Builder:
 
     # ---------------------------------------------------------------- medications
     def _medications(self, bullet: Bullet) -> bool:
-        if not THERAPY_CUE.search(bullet.clean):
-            return False
-        names = drug_names(bullet.clean)
+        names = [name for name, at in drug_mentions(bullet.clean)
+                 if _exposure_stated(bullet.clean, at)]
+        names = list(dict.fromkeys(names))
         if not names:
             return False
         negated_inclusion = bullet.section == "inclusion" and re.search(
@@ -450,8 +462,6 @@ class _Builder:
         if window:
             confirm.append(f"the text limits this to the last {window} days; the medication rule matches any time, "
                            "so a match goes to review")
-        if ALLERGY_CUE.search(bullet.clean):
-            confirm.append("the text is about allergy/intolerance, not exposure: check before use")
         criterion = self._add(f"no_{names[0]}", "exclusion", bullet.text, {"kind": "medication", "names": names},
                               "drug names by USAN/INN stem or common name (no RxNorm code verified)",
                               LOW if confirm else MEDIUM, "; ".join(confirm) or "matches by name only")
@@ -516,12 +526,28 @@ def _describe(threshold: LabThreshold) -> str:
     return f"{threshold.analyte.label} {threshold.comparator} {threshold.value:g} {unit}{where}"
 
 
+_CONDITIONAL = re.compile(r"\b(?:if|should|would|may|unless|allowed|permitted|except|exception|not considered)\b",
+                          re.IGNORECASE)
+_EXAMPLES = re.compile(r"\((?:e\.g\.|i\.e\.|eg|ie|such as|for example)[^()]*$", re.IGNORECASE)
+
+
+def _exposure_stated(text: str, at: int) -> bool:
+    """A therapy cue shortly before the drug name in the same sentence, and no conditional wording."""
+    before = text[_sentence_start(text, at):at][-70:]
+    sentence = _sentence_around(text, at)
+    return (bool(THERAPY_CUE.search(before)) and not _CONDITIONAL.search(sentence)
+            and not ALLERGY_CUE.search(sentence) and not _EXAMPLES.search(text[:at]))
+
+
+_BOUNDARIES = (". ", "; ", "\n")
+
+
 def _sentence_start(text: str, at: int) -> int:
-    cut = max(text.rfind(". ", 0, at), text.rfind("; ", 0, at))
-    return cut + 2 if cut >= 0 else 0
+    cut = max(text.rfind(b, 0, at) for b in _BOUNDARIES)
+    return cut + 1 if cut >= 0 else 0
 
 
 def _sentence_around(text: str, at: int) -> str:
     start = _sentence_start(text, at)
-    end = min([i for i in (text.find(". ", at), text.find("; ", at)) if i >= 0] or [len(text)])
+    end = min([i for i in (text.find(b, at) for b in _BOUNDARIES) if i >= 0] or [len(text)])
     return text[start:end]

@@ -172,6 +172,21 @@ def evaluate(gold: dict[str, dict[str, Any]], documents: dict[str, dict[str, Any
     return scores
 
 
+def bullet_coverage(record: dict[str, Any], document: dict[str, Any]) -> Counter:
+    """How many bullets of the record's text the draft's criteria account for (by `text`)."""
+    from connector.drafting.draft import protocol_of
+    from connector.registry.eligibility import split_criteria
+
+    module = protocol_of(record).get("eligibilityModule") or {}
+    split = split_criteria(module.get("eligibilityCriteria"))
+    texts = set()
+    for criterion in document.get("criteria", []):
+        text = criterion.get("text")
+        texts.update(text if isinstance(text, list) else [text])
+    items = split.inclusion + split.exclusion
+    return Counter(total=len(items), accounted=sum(1 for item in items if item in texts))
+
+
 def render(scores: dict[str, Score], trials: int, bullets: Counter, verbose: bool = False) -> str:
     lines = [f"{trials} trial(s); bullets: {bullets['total']}, accounted for: {bullets['accounted']}", "",
              f"{'category':<18} {'precision':>9} {'recall':>7} {'tp':>4} {'fp':>4} {'fn':>4}"]

@@ -27,7 +27,6 @@ THERAPY_CUE = re.compile(
 ALLERGY_CUE = re.compile(r"\b(?:allerg|hypersensitiv|intoleran|contraindicat)", re.IGNORECASE)
 
 
-def drug_names(text: str) -> list[str]:
-    """Drug names in `text` (lower case, in order, no repeats)."""
-    names = [m.group(0).lower() for m in DRUG.finditer(text) if m.group(0).lower() not in _NOT_DRUGS]
-    return list(dict.fromkeys(names))
+def drug_mentions(text: str) -> list[tuple[str, int]]:
+    """Drug names in `text` (lower case) with where they start, in order."""
+    return [(m.group(0).lower(), m.start()) for m in DRUG.finditer(text) if m.group(0).lower() not in _NOT_DRUGS]
