@@ -276,12 +276,9 @@ class _Builder:
                 if threshold.condition:
                     key = next((v for k, v in CONDITION_OF_ALTERNATIVE.items() if k in threshold.condition.lower()),
                                None)
-                    if key is None:
-                        confirm.append(f"alternative {threshold.comparator} {threshold.value:g} {threshold.unit} "
-                                       f"applies under {threshold.condition}: not encoded")
-                        confidence = LOW
-                        rules = []
-                        break
+                    if key is None:  # dropping the alternative would change who qualifies: leave it to a person
+                        return None, (f"{_describe(threshold)}: an alternative under a condition the drafter "
+                                      "cannot encode, left as manual"), LOW, None
                     entry = condition_table.table()[key]
                     rule = {"kind": "all_of", "rules": [
                         {"kind": "condition", "codes": condition_table.code_sets(entry)}, rule]}

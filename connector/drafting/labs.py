@@ -118,8 +118,12 @@ _CONDITION = re.compile(
     r"(?:documented |known |confirmed )?gilbert'?s?(?: syndrome| disease)?|"
     r"(?:liver|hepatic|bone) (?:metastas[ie]s|involvement))", re.IGNORECASE)
 _CONDITION_LEAD = re.compile(r"(?:\b(?:for|in)\s+(?:patients?|subjects?|participants?|those)\s+(?:with|who have)|"
-                             r"\bif|\bwhen|\bunless)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
+                             r"\bif|\bwhen|\bunless|\bunder the condition of|\bprovided(?: that)?)\s+(?:\w+\s+){0,2}$",
+                             re.IGNORECASE)
+_CONDITION_BEFORE = re.compile(r"(?P<what>liver metastas[ie]s|hepatic metastas[ie]s|liver involvement|gilbert'?s?"
+                               r"(?: syndrome| disease)?)|\b(?:except|unless|who can have)\b", re.IGNORECASE)
 _RESTATED = re.compile(r"[\s(),/]*(?:or\s*)?[\s(),/]*", re.IGNORECASE)
+_EXCEPTION = re.compile(r"\b(?:except|unless|other than|excluding)\b", re.IGNORECASE)
 _OR = re.compile(r"\bor\b", re.IGNORECASE)
 _AND = re.compile(r"\band\b|;|,\s", re.IGNORECASE)
 _COCKCROFT = re.compile(r"cockcroft", re.IGNORECASE)
@@ -209,7 +213,7 @@ def extract_labs(text: str) -> list[LabGroup]:
             member_analyte = _analyte_in_context(analytes[member.key], text[member.start:segment_end], analytes)
             kept = [b for b in mine if _plausible(b, member_analyte)]
             groups.append((_Claim([member], claim.joiner if len(claim.mentions) > 1 else ""),
-                           _thresholds_for(member_analyte, kept, text)))
+                           _thresholds_for(member_analyte, kept, text, bounds)))
     return _group(groups, text)
 
 
@@ -231,7 +235,7 @@ def _analyte_in_context(analyte: Analyte, segment: str, analytes: dict[str, Anal
     return analyte
 
 
-def _thresholds_for(analyte: Analyte, bounds: list[Bound], text: str) -> list[LabThreshold]:
+def _thresholds_for(analyte: Analyte, bounds: list[Bound], text: str, every_bound: list[Bound]) -> list[LabThreshold]:
     result: list[LabThreshold] = []
     for bound in bounds:
         unit = _unit_for(bound, analyte)
@@ -251,8 +255,19 @@ def _thresholds_for(analyte: Analyte, bounds: list[Bound], text: str) -> list[La
         if any(_same_quantity(t, bound, analyte) for t in same_side):
             continue  # the same threshold restated in other units
         condition = _CONDITION.search(text[bound.end:bound.end + 120])
+        if condition and (_EXCEPTION.search(text[bound.end:bound.end + condition.start()]) or
+                          find_bounds(text[bound.end + condition.end():bound.end + condition.end() + 50])):
+            # "(except subjects with Gilbert's ...", "..., and for patients with liver metastases, ALT < 5 x ULN":
+            # the condition belongs to the exception or to the threshold that follows it
+            condition = None
+        previous_end = max((b.end for b in every_bound if b.end <= bound.start), default=0)
+        lead = text[max(previous_end, bound.start - 80):bound.start]
+        lead = lead[max(lead.rfind(";"), lead.rfind(". ")) + 1:]
+        named = [m.group("what") for m in _CONDITION_BEFORE.finditer(lead) if m.group("what")]
         if condition and not find_bounds(text[bound.end:bound.end + condition.start()]):
             threshold.condition = condition.group("what")
+        elif named or _CONDITION_BEFORE.search(lead):
+            threshold.condition = named[0] if named else "an unstated condition"
         elif same_side:
             threshold.condition = "an unstated condition"
         result.append(threshold)
@@ -279,7 +294,8 @@ def _group(claims: list[tuple[_Claim, list[LabThreshold]]], text: str) -> list[L
             if same_bound:
                 alternative = previous_joiner == "or" and not (
                     {groups[-1].thresholds[-1].analyte.key, thresholds[0].analyte.key} <= _TRANSAMINASES)
-            elif thresholds[0].analyte.key == groups[-1].thresholds[-1].analyte.key and _OR.search(between):
+            elif thresholds[0].analyte.key == groups[-1].thresholds[-1].analyte.key and (
+                    _OR.search(between) or all(t.condition for t in thresholds)):
                 alternative = True  # "bilirubin <= ULN; or bilirubin <= 3 x ULN with Gilbert's"
             else:
                 alternative = bool(_OR.search(between)) and not _AND.search(_OR.sub(" ", between))
