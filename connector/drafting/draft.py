@@ -19,7 +19,7 @@ from connector.drafting.demographics import allowed_sexes, structured_age, text_
 from connector.drafting.labs import LabGroup, LabThreshold, extract_labs
 from connector.drafting.medications import ALLERGY_CUE, THERAPY_CUE, drug_mentions
 from connector.drafting.performance import ECOG, KARNOFSKY, LANSKY, correspondence_note, extract_performance
-from connector.drafting.quantities import ULN
+from connector.drafting.quantities import ULN, find_bounds
 from connector.drafting.text import ascii_share, clean
 from connector.drafting.windows import global_lab_window, window_days
 from connector.mapping.hashing import criteria_hash
@@ -85,6 +85,7 @@ _BRAIN_REVIEW = re.compile(r"\b(?:unless|untreated|treated|stable|stabili[sz]ed|
 _CONDITION_REVIEW = re.compile(r"\b(?:uncontrolled|active|unstable|symptomatic|significant|severe|requiring|unless|"
                                r"except|within|current|recent|poorly controlled|known to be positive|class|grade|"
                                r"stage|nyha|\d)", re.IGNORECASE)
+_GILBERT = re.compile(r"gilbert", re.IGNORECASE)
 _ALLOWED = re.compile(r"\b(?:allowed|permitted|eligible|acceptable|are not excluded|is not excluded|may participate|"
                       r"may be enrolled|can be enrolled)\b", re.IGNORECASE)
 _ENGLISH_WORDS = frozenset("""the of and or with to in for be must have has no not any patients patient subjects
@@ -232,6 +233,7 @@ class _Builder:
     def _computed(self, bullet: Bullet) -> bool:
         found = False
         found |= self._labs(bullet)
+        found |= self._gilbert_bullet(bullet)
         found |= self._performance(bullet)
         found |= self._age_bullet(bullet)
         findings = find_context(bullet.clean, CONTEXT_RULES)
@@ -251,9 +253,32 @@ class _Builder:
                 self.notes.append(f"{how}")
                 continue
             name = group.options[0][0].analyte.key
-            self._add(name, bullet.section, bullet.text, rule, how, confidence, confirm)
+            criterion = self._add(name, bullet.section, bullet.text, rule, how, confidence, confirm)
+            if name == "bilirubin_total" and bullet.section == "inclusion" and _GILBERT.search(bullet.clean) \
+                    and not any(t.condition for t in group.thresholds):
+                self._defer_for_gilbert(criterion)
             added = True
         return added
+
+    def _defer_for_gilbert(self, criterion: dict[str, Any]) -> None:
+        """"unless Gilbert's syndrome" with no multiple of its own: a failed bilirubin goes to a person."""
+        entry = condition_table.table()["gilbert_syndrome"]
+        criterion["defer_if_not_met"] = {"kind": "condition", "codes": condition_table.code_sets(entry)}
+        note = "with Gilbert's syndrome (E80.4) a failed bilirubin goes to review: the text states no limit for it"
+        criterion["draft"]["confirm"] = "; ".join(filter(None, [criterion["draft"].get("confirm"), note]))
+
+    def _gilbert_bullet(self, bullet: Bullet) -> bool:
+        """A bullet of its own about Gilbert's ("If confirmed Gilbert's, eligible providing ...") qualifies
+        the bilirubin criterion before it."""
+        if bullet.section != "inclusion" or not _GILBERT.search(bullet.clean) or find_bounds(bullet.clean):
+            return False
+        bilirubin = next((c for c in reversed(self.criteria) if c["id"].startswith("bilirubin_total")
+                          and c["type"] == "inclusion"), None)
+        if bilirubin is None or bilirubin.get("kind") != "observation":
+            return False
+        bilirubin["text"] = [*_texts(bilirubin), bullet.text]
+        self._defer_for_gilbert(bilirubin)
+        return True
 
     def _lab_rule(self, group: LabGroup, bullet: Bullet) -> tuple[dict | None, str, str, str | None]:
         window = window_days(bullet.clean)
