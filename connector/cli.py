@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "results": "connector.commands.results:results",
     "history": "connector.commands.history:history",
     "registry": "connector.commands.registry:registry",
+    "mappings": "connector.commands.mappings:mappings",
 }
 
 

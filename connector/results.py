@@ -143,10 +143,13 @@ class ScreenReport:
     criteria_hash: str
     as_of: date
     patients: list[PatientResult] = field(default_factory=list)
-    mapping_status: str = "reviewed"
+    mapping_sha256: str | None = None  # of the mapping file's bytes: which exact mapping screened
+    mapping_status: str = "reviewed"  # draft: screened with --allow-draft
 
     def to_json(self) -> dict[str, Any]:
         mapping: dict[str, Any] = {"file": self.mapping_file, "criteria_hash": self.criteria_hash}
+        if self.mapping_sha256:
+            mapping["sha256"] = self.mapping_sha256
         if self.mapping_status == "draft":
             mapping["status"] = "draft"
         return {"trial": self.trial,
@@ -158,7 +161,7 @@ class ScreenReport:
     def from_json(cls, data: dict[str, Any]) -> "ScreenReport":
         return cls(data["trial"], data["mapping"]["file"], data["mapping"]["criteria_hash"],
                    date.fromisoformat(data["as_of"]),
-                   [PatientResult.from_json(p) for p in data.get("patients", [])],
+                   [PatientResult.from_json(p) for p in data.get("patients", [])], data["mapping"].get("sha256"),
                    data["mapping"].get("status", "reviewed"))
 
 

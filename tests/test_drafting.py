@@ -16,7 +16,8 @@ import yaml
 from click.testing import CliRunner
 
 from connector.cli import main
-from connector.commands.mappings_draft import check, draft, evaluate
+from connector.commands.mappings import mappings
+from connector.commands.mappings_draft import draft, evaluate
 from connector.drafting import draft_mapping
 from connector.drafting.evaluate import bullet_coverage, evaluate as score, drafted_summary
 from connector.drafting.labs import extract_labs
@@ -154,13 +155,13 @@ def screen(monkeypatch, capsys, *extra: str) -> dict:
 def test_check_lists_what_to_confirm_least_sure_first(tmp_path):
     drafted_file = tmp_path / "draft.yaml"
     CliRunner().invoke(draft, ["NCT05773274", "--from", str(SEED_RECORD), "--out", str(drafted_file)])
-    output = CliRunner().invoke(check, [str(drafted_file)]).output
+    output = CliRunner().invoke(mappings, ["check", str(drafted_file)]).output
     lines = output.splitlines()
-    assert "DRAFT" in lines[0]
+    assert "valid mapping" in lines[0] and "DRAFT" in lines[1]
     confidences = [line[1:7].strip() for line in lines[1:] if line.startswith("[")]
     assert confidences == sorted(confidences, key=["low", "medium", "high"].index)
     assert "confirm: latest value within 90 days" in output
-    assert "nothing drafted" in CliRunner().invoke(check, [str(SEED_MAPPING)]).output
+    assert "DRAFT" not in CliRunner().invoke(mappings, ["check", str(SEED_MAPPING)]).output
 
 
 # ------------------------------------------------------------------ robustness

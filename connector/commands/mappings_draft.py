@@ -1,9 +1,9 @@
-"""`trial-connector mappings draft|evaluate|check`: draft a mapping from registry text, measure
-drafts against gold annotations, list what a reviewer must confirm.
+"""`trial-connector mappings draft|evaluate`: draft a mapping from registry text, measure drafts
+against gold annotations (`mappings check` lists what a reviewer of a draft must confirm).
 
 draft reads the trial's registry record from `--from FILE` (a CT.gov API v2 study, or a search
-page holding it), else the store (`registry sync`; never creates one), else the bundled
-`examples/ctgov/<NCT>.json`; the draft is validated like any mapping before it is written.
+page holding it), else the store (`registry sync`; never creates one), else the record bundled
+with the mappings; the draft is validated like any mapping before it is written.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def load_record(ctx: click.Context, trial: str, from_file: Path | None, db: str 
     stored = _stored_record(store_url(ctx, db), trial)
     if stored is not None:
         return stored, "the registry record synced in the store"
-    from connector.trial_record import bundled_trial_record
+    from connector.resources import bundled_record
 
-    bundled = bundled_trial_record(trial)
+    bundled = bundled_record(trial)
     if bundled is not None:
         return _record_from_file(bundled, trial), str(bundled)
     raise ConfigError(f"no registry record for {trial}: run `trial-connector registry sync {trial}` or give --from FILE")
@@ -134,16 +134,4 @@ def evaluate(gold: Path, record_dirs: tuple[Path, ...], verbose: bool) -> int:
         bullets.update(bullet_coverage(record, document))
     click.echo(render(score(trials, documents), len(documents), bullets, verbose))
     sys.stdout.flush()
-    return EXIT_OK
-
-
-@click.command("check")
-@click.argument("mapping_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-def check(mapping_file: Path) -> int:
-    """List what a reviewer must confirm in a (draft) mapping, least confident first."""
-    from connector.drafting.review import review_lines
-    from connector.mapping import load_mapping
-
-    for line in review_lines(load_mapping(mapping_file)):
-        click.echo(line)
     return EXIT_OK

@@ -12,19 +12,21 @@ from pathlib import Path
 
 import click
 
-from connector.commands.options import command_config, db_option, open_command_store, trial_id
+from connector.commands.options import (command_config, db_option, mapping_options, mapping_sources,
+                                        open_command_store, trial_option)
+from connector.mapping.catalog import check_explicit_files
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 from connector.mapping.drafts import ALLOW_DRAFT_HELP, check_draft
 from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
 from connector.scheduled.progress import Progress
-from connector.trial_record import criteria_hash_warning, stored_criteria_text
+from connector.trial_record import coverage_warning, criteria_hash_warning, reference_text, stored_criteria_text
 
 INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$")
 SHOWN_ERRORS = 20
 
 
 @click.command()
-@click.option("--trial", "trials", multiple=True, required=True, help="NCT id (repeatable).")
+@trial_option(multiple=True)
 @click.option("--source", "source_arg", required=True,
               help="FHIR base URL, configured server name, or a local folder/file of FHIR data.")
 @click.option("--since", default=None, metavar="auto|INSTANT",
@@ -33,8 +35,9 @@ SHOWN_ERRORS = 20
 @click.option("--bulk", is_flag=True, help="Read the server through Bulk Data $export instead of per-patient REST.")
 @click.option("--group", default=None, help="Only members of this Group (REST) / Group-level export (--bulk).")
 @click.option("--patient", "patient_ids", multiple=True, help="Only these patient ids (repeatable).")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Screening date YYYY-MM-DD (default: today).")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="ISO-DATE",
+              help="Screening date as an ISO date, YYYY-MM-DD (default: today).")
+@mapping_options
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="Patients fetched at once from a server (default: the server's `concurrency`, 4).")
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
@@ -44,31 +47,37 @@ SHOWN_ERRORS = 20
 @db_option
 @click.pass_context
 def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str | None, bulk: bool,
-        group: str | None, patient_ids: tuple[str, ...], as_of, concurrency: int | None, work_dir: Path | None,
-        site_country: str | None, db: str | None, allow_draft: bool = False) -> int:
+        group: str | None, patient_ids: tuple[str, ...], as_of, mapping_files: tuple[Path, ...],
+        mapping_dirs: tuple[Path, ...], concurrency: int | None, work_dir: Path | None, site_country: str | None,
+        db: str | None, allow_draft: bool = False) -> int:
     """Screen a population against trials, store the results, report who is new."""
-    names = list(dict.fromkeys(trial_id(t) for t in trials))
     if since is not None and since != "auto" and not INSTANT.match(since):
         raise ConfigError(f"--since {since!r}: give 'auto' or an ISO instant such as 2026-01-31T00:00:00Z")
     if bulk and Path(source_arg).exists():
         raise ConfigError("--bulk reads a FHIR server; a local folder is read directly (drop --bulk)")
     config = command_config(ctx)
+    sources = mapping_sources(ctx, mapping_files, mapping_dirs)
+    check_explicit_files(trials, sources)
     options = RunOptions(
-        trials=[TrialSpec.load(t) for t in names], source=source_arg, as_of=as_of.date() if as_of else None,
-        since=since, bulk=bulk, group=group, patient_ids=list(patient_ids) or None, concurrency=concurrency,
+        trials=[TrialSpec.load(t, sources=sources) for t in trials], source=source_arg,
+        as_of=as_of.date() if as_of else None, since=since, bulk=bulk, group=group, patient_ids=list(patient_ids) or None, concurrency=concurrency,
         work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
     for spec in options.trials:
         check_draft(spec.mapping, spec.mapping_name, allow_draft)
     with open_command_store(ctx, db) as store:
         for spec in options.trials:
-            warning = criteria_hash_warning(spec.mapping, spec.mapping_name, stored_criteria_text(store, spec.trial))
-            if warning:
-                click.echo(f"warning: {warning}", err=True)
+            stored = stored_criteria_text(store, spec.trial)
+            for warning in (criteria_hash_warning(spec.mapping, spec.mapping_name, stored),
+                            coverage_warning(spec.mapping, spec.mapping_name, reference_text(spec.trial, stored))):
+                if warning:
+                    click.echo(f"warning: {warning}", err=True)
         outcome = ScheduledRun(store, config, options, Progress()).execute()
     r = outcome.run
     resumed = " (resumed)" if outcome.resumed else ""
     click.echo(f"run {r.id}{resumed}, {r.mode}, as of {r.as_of}: screened {r.screened}, candidates {r.candidates}, "
                f"possible {r.possible}, excluded {r.excluded}, errors {r.errors}, new since last run {r.new_count}")
+    for spec in options.trials:
+        click.echo(f"  {spec.trial} mapping: {spec.mapping_name} sha256 {spec.mapping_hash}")
     for pid, message in outcome.errors[:SHOWN_ERRORS]:
         click.echo(f"error: Patient/{pid}: {message}", err=True)
     if r.errors > SHOWN_ERRORS:

@@ -14,70 +14,59 @@ from pathlib import Path
 
 import click
 
+from connector import api
+from connector.commands.options import (command_config, db_option, mapping_options, mapping_sources, store_url,
+                                        trial_option)
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError
-from connector.evaluation import evaluate_patient
-from connector.commands.options import command_config, db_option, store_url, trial_id
-from connector.mapping import data_needs, load_trial_mapping
+from connector.mapping.catalog import check_explicit_files
 from connector.mapping.drafts import ALLOW_DRAFT_HELP, check_draft
-from connector.mapping.loader import display_name
-from connector.results import ScreenReport
-from connector.trial_record import criteria_hash_warning, stored_criteria_text_at
+from connector.trial_record import coverage_warning, criteria_hash_warning, reference_text, stored_criteria_text_at
 
 log = logging.getLogger(__name__)
 
 
 @click.command()
-@click.option("--trial", required=True, help="NCT id, e.g. NCT05773274.")
+@trial_option()
 @click.option("--source", "source_arg", required=True,
               help="FHIR base URL, configured server name, or a local path (Bundles, resources, NDJSON).")
 @click.option("--patient", "patient_ids", multiple=True, help="Patient id to screen (repeatable).")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Screening date YYYY-MM-DD (default: today).")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="ISO-DATE",
+              help="Screening date as an ISO date, YYYY-MM-DD (default: today).")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--mapping", "mapping_path", type=click.Path(path_type=Path), default=None,
-              help="Mapping file (default: mappings/<NCT>.yaml).")
+@mapping_options
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country, US).")
 @click.option("--trial-record", type=click.Path(path_type=Path), default=None,
               help="CT.gov API v2 record to check the mapping's criteria hash against "
-                   "(default: the trial as synced in the store, else examples/ctgov/<NCT>.json).")
+                   "(default: the trial as synced in the store, else the record bundled with the mapping).")
 @click.option("--allow-draft", is_flag=True, help=ALLOW_DRAFT_HELP)
 @db_option
 @click.pass_context
 def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[str, ...], as_of, output_format: str,
-           mapping_path: Path | None, site_country: str | None, trial_record: Path | None, db: str | None,
-           allow_draft: bool = False) -> int:
+           mapping_files: tuple[Path, ...], mapping_dirs: tuple[Path, ...], site_country: str | None,
+           trial_record: Path | None, db: str | None, allow_draft: bool = False) -> int:
     """Pre-screen patients for one trial: each criterion met / not met / unknown, with evidence."""
-    from connector.sources import open_source  # the source layer pulls in HTTP only when needed
-
-    trial = trial_id(trial)
-    screening_date: date = as_of.date() if as_of else date.today()
-    path, mapping = load_trial_mapping(trial, mapping_path)
-    name = display_name(path)
-    check_draft(mapping, name, allow_draft)
-    warning = criteria_hash_warning(mapping, name, stored_criteria_text_at(store_url(ctx, db), trial), trial_record)
-    if warning:
+    sources = mapping_sources(ctx, mapping_files, mapping_dirs)
+    check_explicit_files([trial], sources)
+    loaded = api.load_mapping(trial, sources=sources)
+    check_draft(loaded.mapping, loaded.file, allow_draft)
+    stored_text = stored_criteria_text_at(store_url(ctx, db), trial)
+    for warning in mapping_warnings(loaded, stored_text, trial_record):
         click.echo(f"warning: {warning}", err=True)
 
+    if not patient_ids and not Path(source_arg).exists():
+        raise ConnectorError(f"{source_arg}: give --patient ID for a FHIR server (whole server populations are "
+                             "screened by the scheduled run, not by screen)")
     config = command_config(ctx)
     country = (site_country or config.site_country or "US").upper()
-    source = open_source(source_arg, config)
-    if not source.is_local and not patient_ids:
-        raise ConnectorError(f"{source.describe()}: give --patient ID (whole server populations are screened "
-                             "by the scheduled run, not by screen)")
-
-    report = ScreenReport(trial, name, mapping.criteria_hash, screening_date, mapping_status=mapping.status)
-    failed = 0
-    needs = data_needs(mapping, screening_date)
-    for patient_id, item in source.iter_facts(needs, list(patient_ids) or None):
-        if isinstance(item, ConnectorError):
-            failed += 1
-            click.echo(f"error: Patient/{patient_id}: {item}", err=True)
-            continue
-        report.patients.append(evaluate_patient(mapping, item, screening_date, country))
-    if source.errors:
-        click.echo(f"warning: {len(source.errors)} problem(s) reading {source.describe()}; "
+    outcome = api.screen_source(source_arg, loaded, patient_ids=patient_ids, site_country=country, config=config,
+                                as_of=as_of.date() if as_of else date.today())
+    for patient_id, message in outcome.patient_errors:
+        click.echo(f"error: Patient/{patient_id}: {message}", err=True)
+    if outcome.source_errors:
+        click.echo(f"warning: {len(outcome.source_errors)} problem(s) reading {outcome.source_name}; "
                    "data in them was not screened", err=True)
-    log.info("screened %d patient(s) for %s, %d failed", len(report.patients), trial, failed)
+    report = outcome.report
+    log.info("screened %d patient(s) for %s, %d failed", len(report.patients), trial, len(outcome.patient_errors))
 
     if output_format == "json":
         from connector.report.json_out import render_json
@@ -86,5 +75,14 @@ def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[s
     else:
         from connector.report.table import render_table
 
-        click.echo(render_table(report, mapping))
-    return EXIT_PARTIAL if failed or source.errors else EXIT_OK
+        click.echo(render_table(report, loaded.mapping))
+    return EXIT_PARTIAL if outcome.patient_errors or outcome.source_errors else EXIT_OK
+
+
+def mapping_warnings(loaded: api.TrialMapping, stored_text: str | None, trial_record: Path | None = None) -> list[str]:
+    """What the user must know before trusting a screen with this mapping: whether it was written
+    from other registry text than the trial's current one, and whether it covers all of it."""
+    reference = reference_text(loaded.trial, stored_text, trial_record)
+    warnings = [criteria_hash_warning(loaded.mapping, loaded.file, stored_text, trial_record),
+                coverage_warning(loaded.mapping, loaded.file, reference)]
+    return [w for w in warnings if w]

@@ -7,7 +7,9 @@ UCUM unit`, because whoever edits a mapping must be able to fix it without readi
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from connector.codes import CodeSet, normalize_text
+from connector.codes import SYSTEM_ALIASES, CodeSet, normalize_text
 from connector.errors import MappingError
 from connector.mapping.model import (
     Administrations,
@@ -42,10 +44,9 @@ from connector.mapping.model import (
     SiteCountryRule,
     Threshold,
 )
+from connector.resources import schema_path
 from connector.units import UnitError, parse_unit
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "schemas" / "mapping.schema.json"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -66,32 +67,9 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def find_mapping(trial: str, mapping_path: str | Path | None = None) -> Path:
-    """`--mapping PATH`, else `mappings/<NCT>.yaml` in the working directory, else in the repo."""
-    if mapping_path is not None:
-        path = Path(mapping_path)
-        if not path.is_file():
-            raise MappingError(f"mapping file {path} not found")
-        return path
-    for base in (Path.cwd(), REPO_ROOT):
-        candidate = base / "mappings" / f"{trial}.yaml"
-        if candidate.is_file():
-            return candidate
-    raise MappingError(f"no mapping for {trial}: expected mappings/{trial}.yaml (or give --mapping PATH)")
-
-
-def load_trial_mapping(trial: str, mapping_path: str | Path | None = None) -> tuple[Path, Mapping]:
-    """The trial's mapping file and its content, checked to map that very trial."""
-    path = find_mapping(trial, mapping_path)
-    mapping = load_mapping(path)
-    if mapping.trial != trial:
-        raise MappingError(f"{display_name(path)}: maps {mapping.trial}, not {trial}")
-    return path, mapping
-
-
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = json.loads(schema_path("mapping.schema.json").read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -112,6 +90,11 @@ def display_name(path: Path) -> str:
 
 def load_mapping(path: str | Path) -> Mapping:
     path = Path(path)
+    return build_mapping(read_mapping_document(path), display_name(path), path)
+
+
+def read_mapping_document(path: Path) -> Any:
+    """The parsed YAML of a mapping file, not yet validated; errors name the file (and line)."""
     name = display_name(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -124,16 +107,17 @@ def load_mapping(path: str | Path) -> Mapping:
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise MappingError(f"{name}: invalid YAML: {where}{problem}") from None
-    return build_mapping(document, name, path)
+    return document
 
 
 def build_mapping(document: Any, name: str, path: Path | None = None) -> Mapping:
     """Validate a parsed mapping document and build the model; errors name file, criterion, path."""
     errors = list(_validator().iter_errors(document))
     if errors:
-        error = _most_specific(errors)
+        error, message = _misspelt_key(errors) or (_most_specific(errors), None)
         raise MappingError(f"{name}: {_owner(document, list(error.absolute_path))}"
-                           f"{json_path(error.absolute_path)}: {_message(error)}")
+                           f"{json_path(error.absolute_path)}: {message or _message(error)}")
+    _check_code_systems(document, name)
     builder = _Builder(document, name)
     criteria = tuple(builder.criterion(c, i) for i, c in enumerate(document["criteria"]))
     seen: dict[str, int] = {}
@@ -154,6 +138,70 @@ def _most_specific(errors: list[jsonschema.ValidationError]) -> jsonschema.Valid
     return min(direct, key=lambda e: (-len(e.absolute_path), [str(p) for p in e.absolute_path], e.message))
 
 
+_UNEXPECTED = re.compile(r"\(((?:'[^']*'(?:, )?)+) (?:was|were) unexpected\)")
+
+
+def _misspelt_key(errors: list[jsonschema.ValidationError]) -> tuple[jsonschema.ValidationError, str] | None:
+    """A key the schema does not know anywhere, named (with the key it probably meant: a misspelt
+    `window_dayz` would otherwise be reported as a missing `window_days`)."""
+    for error in sorted(errors, key=lambda e: -len(e.absolute_path)):
+        if error.validator not in ("additionalProperties", "unevaluatedProperties"):
+            continue
+        found = _UNEXPECTED.search(error.message)
+        for key in re.findall(r"'([^']*)'", found.group(1)) if found else []:
+            if key in _schema_keys():  # known elsewhere: a follow-on error of another problem (a bad kind)
+                continue
+            close = difflib.get_close_matches(key, _schema_keys(), n=1, cutoff=0.75)
+            return error, f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return None
+
+
+@lru_cache(maxsize=1)
+def _schema_keys() -> tuple[str, ...]:
+    """Every property name the mapping schema defines (the vocabulary for "did you mean")."""
+    keys: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("properties"), dict):
+                keys.update(node["properties"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(_validator().schema)
+    return tuple(sorted(keys))
+
+
+def _check_code_systems(document: Any, name: str) -> None:
+    """A code system must be a URI, an OID or a known alias: `lonic` would otherwise match no
+    data at all and every criterion using it would silently stay `unknown`."""
+    def walk(node: Any, parts: list[Any]) -> None:
+        if isinstance(node, dict):
+            system = node.get("system")
+            if isinstance(system, str) and "codes" in node and not _known_system(system):
+                close = difflib.get_close_matches(system.lower(), sorted(a for a in SYSTEM_ALIASES if ":" not in a),
+                                                  n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise MappingError(f"{name}: {_owner(document, parts)}{json_path(parts + ['system'])}: unknown code "
+                                   f"system {system!r} ({hint}give a URI such as http://loinc.org, an urn:oid:, "
+                                   f"or an alias: {', '.join(sorted(a for a in SYSTEM_ALIASES if ':' not in a))})")
+            for key, value in node.items():
+                walk(value, parts + [key])
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, parts + [i])
+
+    walk(document, [])
+
+
+def _known_system(system: str) -> bool:
+    text = system.strip()
+    return text.lower() in SYSTEM_ALIASES or text.startswith(("http://", "https://", "urn:oid:", "urn:uuid:"))
+
+
 def _owner(document: Any, parts: list[Any]) -> str:
     """`criterion 'x': ` or `arm 'y': ` for an error path inside one, else ''."""
     if len(parts) >= 2 and parts[0] in ("criteria", "arms") and isinstance(parts[1], int):
@@ -170,7 +218,9 @@ def _owner(document: Any, parts: list[Any]) -> str:
 
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum" and list(error.absolute_path)[-1:] == ["kind"]:
-        return f"unknown kind {error.instance!r} (known: {', '.join(error.validator_value)})"
+        close = difflib.get_close_matches(str(error.instance), error.validator_value, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown kind {error.instance!r} ({hint}known: {', '.join(error.validator_value)})"
     return error.message
 
 
