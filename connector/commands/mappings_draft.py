@@ -37,26 +37,13 @@ def _record_from_file(path: Path, trial: str) -> dict[str, Any]:
     raise ConfigError(f"--from {path}: no study {trial} in it")
 
 
-def _stored_record(url: str, trial: str) -> dict[str, Any] | None:
-    from connector.store import is_postgres_url, open_store
-    from connector.store.connect import sqlite_path
-
-    if not is_postgres_url(url) and not Path(sqlite_path(url)).exists():
-        return None
-    from connector.registry.versions import latest_trial_record
-
-    store = open_store(url)
-    try:
-        return latest_trial_record(store, trial)
-    finally:
-        store.close()
-
-
 def load_record(ctx: click.Context, trial: str, from_file: Path | None, db: str | None) -> tuple[dict[str, Any], str]:
     """The registry record to draft from and where it came from."""
     if from_file is not None:
         return _record_from_file(from_file, trial), str(from_file)
-    stored = _stored_record(store_url(ctx, db), trial)
+    from connector.trial_record import stored_record_at
+
+    stored = stored_record_at(store_url(ctx, db), trial)
     if stored is not None:
         return stored, "the registry record synced in the store"
     from connector.resources import bundled_record

@@ -1,4 +1,4 @@
-"""Sentences and assertion context (negated / historical / hypothetical) from medspaCy.
+"""Assertion context (negated / historical / hypothetical) from medspaCy.
 
 Why a library: "No prior chemotherapy", "must not have", "history of ... is allowed" and
 "if ... then" are what the n2c2 systems got wrong most; medspaCy's ConText implements the
@@ -9,6 +9,7 @@ The pipeline is built once, lazily (~1.5 s), and only for the phrases the drafte
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -34,14 +35,11 @@ def _load() -> Any:
     from loguru import logger
 
     logger.disable("PyRuSH")  # its per-token debug log is not ours to print
+    # medspaCy's section/pre-processing matchers are empty here by design; spaCy warns on every call
+    warnings.filterwarnings("ignore", message=r"\[W036\]", category=UserWarning)
     import medspacy
 
     return medspacy.load(medspacy_enable=["medspacy_pyrush", "medspacy_target_matcher", "medspacy_context"])
-
-
-@lru_cache(maxsize=1)
-def _pipeline() -> Any:
-    return _load()
 
 
 @lru_cache(maxsize=8)
@@ -67,10 +65,3 @@ def find(text: str, rules: dict[str, list[str]]) -> list[Finding]:
     return [Finding(ent.label_, ent.text, ent.start_char, ent.end_char, bool(ent._.is_negated),
                     bool(ent._.is_historical), bool(ent._.is_hypothetical), ent.sent.text)
             for ent in doc.ents]
-
-
-def sentences(text: str) -> list[str]:
-    """Clinical sentence split (PyRuSH)."""
-    with _lock:
-        doc = _pipeline()(text)
-    return [s.text.strip() for s in doc.sents if s.text.strip()]

@@ -306,7 +306,3 @@ def _group(claims: list[tuple[_Claim, list[LabThreshold]]], text: str) -> list[L
         previous_end = max(t.span[1] for t in thresholds)
         previous_joiner = claim.joiner
     return groups
-
-
-def analyte(key: str) -> Analyte:
-    return dictionary()[0][key]
