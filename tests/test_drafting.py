@@ -287,3 +287,10 @@ def test_conditions_are_icd10cm_sets_with_descendants():
     assert criteria["no_guillain_barre"]["codes"][0]["codes"] == ["G61.0"]
     heart = criteria["no_heart_failure"]
     assert {"I50", "I50.9", "I50.21"} <= set(heart["codes"][0]["codes"]) and heart["review_if_found"] is True
+
+
+def test_age_from_the_text_when_the_registry_has_none():
+    record = {"protocolSection": {"identificationModule": {"nctId": "NCT09999999"}, "eligibilityModule": {
+        "eligibilityCriteria": "Inclusion Criteria:\n\n* Male or female adults ages 18 to 64 years with chronic AD"}}}
+    age = next(c for c in draft_mapping(record).document["criteria"] if c["kind"] == "age")
+    assert (age["min_years"], age["max_years"], age["draft"]["confidence"]) == (18, 64, "medium")

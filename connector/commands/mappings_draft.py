@@ -51,7 +51,8 @@ def load_record(ctx: click.Context, trial: str, from_file: Path | None, db: str 
     bundled = bundled_record(trial)
     if bundled is not None:
         return _record_from_file(bundled, trial), str(bundled)
-    raise ConfigError(f"no registry record for {trial}: run `trial-connector registry sync {trial}` or give --from FILE")
+    raise ConfigError(f"no registry record for {trial}: run `trial-connector registry sync {trial}` "
+                      "or give --from FILE")
 
 
 @click.command("draft")

@@ -35,11 +35,13 @@ def structured_age(module: dict) -> AgeBounds:
     if low:
         bounds.min_years = math.floor(low)
         if low != bounds.min_years:
-            bounds.notes.append(f"minimumAge {module.get('minimumAge')} is below a whole year; screened as {bounds.min_years} years")
+            bounds.notes.append(f"minimumAge {module.get('minimumAge')} is not whole years; "
+                                f"screened as {bounds.min_years} years")
     if high is not None:
         bounds.max_years = math.floor(high)
         if high != bounds.max_years:
-            bounds.notes.append(f"maximumAge {module.get('maximumAge')} is not whole years; screened as {bounds.max_years} years")
+            bounds.notes.append(f"maximumAge {module.get('maximumAge')} is not whole years; "
+                                f"screened as {bounds.max_years} years")
     return bounds
 
 
@@ -58,11 +60,8 @@ def text_age(text: str) -> AgeBounds | None:
     if not floor and not ceiling:
         return None
     bounds = AgeBounds(from_text=True)
-    if floor:
-        value = int(floor.group(1) or floor.group(2))
-        bounds.min_years = value + (1 if re.match(r"over|older|above|>(?!=)", floor.group(0), re.I) and floor.group(1) else 0)
-        if bounds.min_years == value + 1:
-            bounds.min_years = value  # "over 18" is written for "18 or older" far more often than for 19
+    if floor:  # "over 18" is written for "18 or older" far more often than for 19: taken as 18
+        bounds.min_years = int(floor.group(1) or floor.group(2))
     if ceiling:
         value = int(ceiling.group(1))
         bounds.max_years = value - 1 if re.match(r"under|younger|below|<(?!=)", ceiling.group(0), re.I) else value

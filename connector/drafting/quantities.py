@@ -54,8 +54,9 @@ _RANGE = re.compile(
 
 # Units after the number: (pattern, UCUM code), checked in order at the text right after the number.
 _UNITS: list[tuple[re.Pattern[str], str]] = [(re.compile(p, re.IGNORECASE), u) for p, u in [
-    (r"^\s*(?:x|times|fold|×)?\s*(?:(?:greater|higher)\s+than\s+)?(?:the\s+)?(?:institutional\s+|local\s+)?(?:upper\s+limits?\s+of\s+(?:the\s+)?"
-     r"(?:institutional\s+|local\s+)?normal(?:\s+range)?|uln\b|upper\s+normal\s+(?:limit|value)|"
+    (r"^\s*(?:x|times|fold|×)?\s*(?:(?:greater|higher)\s+than\s+)?(?:the\s+)?(?:institutional\s+|local\s+)?"
+     r"(?:upper\s+limits?\s+of\s+(?:the\s+)?(?:institutional\s+|local\s+)?normal(?:\s+range)?|uln\b|"
+     r"upper\s+normal\s+(?:limit|value)|"
      r"upper\s+limit\s+normal|normal\s+limit|nl\b|institutional\s+norm\b|upper\s+range\s+of\s+normal)", ULN),
     (r"^\s*(?:x|×)?\s*10\s*(?:\^|\*|e)?\s*\(?9\)?\s*/\s*l\b", "10*9/L"),
     (r"^\s*(?:x|×)?\s*10\s*(?:\^|\*|e)?\s*\(?3\)?\s*/\s*(?:ul|mcl)\b", "10*3/uL"),
@@ -147,7 +148,8 @@ def find_bounds(text: str) -> list[Bound]:
         bounds.append(Bound(">=", low, unit, match.start(), end))
         bounds.append(Bound("<=", high, unit, match.start(), end))
     for match in _BARE_ULN.finditer(text):  # "<= ULN", "below the upper limit of normal": 1 x ULN
-        if re.search(r"\d\s*(?:x|times|fold)?\s*$", text[:match.start()]) or re.match(r"\s*(?:\+|plus)", text[match.end():]):
+        if re.search(r"\d\s*(?:x|times|fold)?\s*$", text[:match.start()]) or \
+                re.match(r"\s*(?:\+|plus)", text[match.end():]):
             continue  # "1.5 times greater than the ULN" (a multiple), "ULN + 4 seconds" (an offset)
         comparator = _PREFIX_OPS[[i for i in range(len(_PREFIX_OPS)) if match.group(f"c{i}")][0]]
         bounds.append(Bound(comparator, 1.0, ULN, match.start(), match.end()))
