@@ -294,3 +294,12 @@ def test_age_from_the_text_when_the_registry_has_none():
         "eligibilityCriteria": "Inclusion Criteria:\n\n* Male or female adults ages 18 to 64 years with chronic AD"}}}
     age = next(c for c in draft_mapping(record).document["criteria"] if c["kind"] == "age")
     assert (age["min_years"], age["max_years"], age["draft"]["confidence"]) == (18, 64, "medium")
+
+
+def test_run_refuses_a_draft_without_the_flag(monkeypatch, capsys, tmp_path):
+    drafted_file = tmp_path / "NCT05773274.yaml"
+    CliRunner().invoke(draft, ["NCT05773274", "--from", str(SEED_RECORD), "--out", str(drafted_file)])
+    code, _, err = run_main(monkeypatch, capsys, "run", "--trial", "NCT05773274", "--mapping", str(drafted_file),
+                            "--source", str(EXAMPLES), "--db", str(tmp_path / "store.db"))
+    assert code == 1 and "--allow-draft" in err
+    assert not (tmp_path / "store.db").exists()  # refused before anything was stored
