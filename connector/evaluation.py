@@ -38,7 +38,8 @@ def evaluate_patient(mapping: Mapping, facts: PatientFacts, as_of: date, site_co
     errors = list(facts.errors)
     criteria = tuple(_safe_criterion(criterion, ctx, errors) for criterion in mapping.criteria)
     arms = tuple(_safe_arm(arm, ctx, errors) for arm in mapping.arms)
-    return PatientResult(facts.reference, overall_status(criteria), criteria, arms, tuple(errors), mapping.is_draft)
+    return PatientResult(facts.reference, overall_status(criteria), criteria, arms, tuple(errors),
+                         draft=mapping.is_draft)
 
 
 def _safe_criterion(criterion: Criterion, ctx: EvalContext, errors: list[str]) -> CriterionResult:
