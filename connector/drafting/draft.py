@@ -9,6 +9,7 @@ document is validated by the same loader as a hand-written mapping before it is 
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ from connector.drafting.labs import LabGroup, LabThreshold, extract_labs
 from connector.drafting.medications import ALLERGY_CUE, THERAPY_CUE, drug_mentions
 from connector.drafting.performance import ECOG, KARNOFSKY, LANSKY, correspondence_note, extract_performance
 from connector.drafting.quantities import ULN, find_bounds
+from connector.drafting.rules import (CREATININE_CLEARANCE, ECOG_ANSWERS, ECOG_CODES, KARNOFSKY_CODES,
+                                      PREGNANCY_RULE, PREGNANCY_WINDOW)
 from connector.drafting.text import ascii_share, clean
 from connector.drafting.windows import global_lab_window, window_days
 from connector.mapping.hashing import criteria_hash
@@ -28,41 +31,8 @@ from connector.registry.eligibility import split_criteria
 HIGH, MEDIUM, LOW = "high", "medium", "low"
 DEFAULT_LAB_WINDOW = 28
 DEFAULT_PERFORMANCE_WINDOW = 90
-PREGNANCY_WINDOW = 28
 LONG_BULLET = 160  # a bullet longer than this likely says more than its computed parts
 
-# Codes used by drafted rules beyond the lab dictionary: the same ones as the reviewed seed mapping.
-ECOG_CODES = [{"system": "loinc", "codes": ["89247-1"]}]
-ECOG_ANSWERS = [
-    {"value": 0, "codes": [{"system": "loinc", "codes": ["LA9622-7"]}]},
-    {"value": 1, "codes": [{"system": "loinc", "codes": ["LA9623-5"]}]},
-    {"value": 2, "codes": [{"system": "loinc", "codes": ["LA9624-3"]}]},
-    {"value": 3, "codes": [{"system": "loinc", "codes": ["LA9625-0"]}]},
-    {"value": 4, "codes": [{"system": "loinc", "codes": ["LA9626-8"]}]},
-    {"value": 5, "codes": [{"system": "loinc", "codes": ["LA9627-6"]}]},
-]
-KARNOFSKY_CODES = [{"system": "loinc", "codes": ["89243-0"]}]
-PREGNANCY_RULE = {
-    "kind": "all_of",
-    "rules": [
-        {"kind": "sex", "allowed": ["female"]},
-        {"kind": "any_of", "rules": [
-            {"kind": "coded_observation", "codes": [{"system": "loinc", "codes": ["82810-3"]}],
-             "answers": [{"system": "snomed", "codes": ["77386006"]}, {"system": "loinc", "codes": ["LA15173-0"]}],
-             "window_days": PREGNANCY_WINDOW, "when_missing": "absent"},
-            {"kind": "coded_observation", "codes": [{"system": "loinc", "codes": ["2106-3", "2118-8"]}],
-             "answers": [{"system": "snomed", "codes": ["10828004"]}, {"system": "loinc", "codes": ["LA6576-8"]}],
-             "answer_texts": ["positive"], "window_days": PREGNANCY_WINDOW, "when_missing": "absent"},
-        ]},
-    ],
-}
-CREATININE_CLEARANCE = {
-    "measured_codes": [{"system": "loinc", "codes": ["2164-2"]}],
-    "creatinine_codes": [{"system": "loinc", "codes": ["2160-0", "38483-4", "14682-9"]}],
-    "creatinine_molar_mass": 113.12,
-    "weight_codes": [{"system": "loinc", "codes": ["29463-7"]}],
-    "weight_window_days": 90,
-}
 CONDITION_OF_ALTERNATIVE = {"liver": "liver_metastases", "hepatic": "liver_metastases", "gilbert": "gilbert_syndrome"}
 
 CONTEXT_RULES = {
@@ -397,7 +367,7 @@ class _Builder:
         if excluded_pregnancy:
             if self.pregnancy is None:
                 self.pregnancy = self._add(
-                    "not_pregnant", "exclusion", bullet.text, dict(PREGNANCY_RULE),
+                    "not_pregnant", "exclusion", bullet.text, PREGNANCY_RULE,
                     "pregnancy mention (ConText: not negated in an exclusion, negated or a negative test in an "
                     "inclusion); gated by sex as in the reviewed seed mapping", HIGH,
                     f"pregnancy status or a positive hCG within {PREGNANCY_WINDOW} days; no record -> not pregnant")
@@ -502,7 +472,8 @@ class _Builder:
 
     def _add(self, base: str, type_: str, text: str | list[str], rule: dict[str, Any], how: str, confidence: str,
              confirm: str | None = None) -> dict[str, Any]:
-        criterion: dict[str, Any] = {"id": self.ids.new(base), "type": type_, "text": text, **rule,
+        # deep copies: a shared code list would be written as a YAML alias (&id001) a reviewer cannot edit in place
+        criterion: dict[str, Any] = {"id": self.ids.new(base), "type": type_, "text": text, **copy.deepcopy(rule),
                                      "draft": {"how": how, "confidence": confidence}}
         if confirm:
             criterion["draft"]["confirm"] = confirm
