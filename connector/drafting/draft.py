@@ -49,12 +49,12 @@ _NEGATIVE_TEST = re.compile(r"negative (?:serum |urine |blood )?(?:or urine )?(?
                             r"pregnancy test (?:must be |is |result )?negative", re.IGNORECASE)
 _POSITIVE_TEST = re.compile(r"positive (?:serum |urine )?pregnancy test", re.IGNORECASE)
 _BREASTFEEDING_DUTY = re.compile(r"discontinu|agree not to|must agree|should (?:stop|be)|refrain", re.IGNORECASE)
-_BRAIN_REVIEW = re.compile(r"\b(?:unless|untreated|treated|stable|stabili[sz]ed|asymptomatic|symptomatic|active|"
+_BRAIN_REVIEW = re.compile(r"\b(?:unless|untreated|treated|stable|stabili[sz]ed|asymptomatic|symptomatic|active|uncontrolled|"
                            r"progressi|allowed|permitted|eligible|may participate|controlled|off steroids)\b",
                            re.IGNORECASE)
 _CONDITION_REVIEW = re.compile(r"\b(?:uncontrolled|active|unstable|symptomatic|significant|severe|requiring|unless|"
                                r"except|within|current|recent|poorly controlled|known to be positive|class|grade|"
-                               r"stage|nyha|\d)", re.IGNORECASE)
+                               r"stage|nyha|such as|e\.g\.|\d)", re.IGNORECASE)
 _GILBERT = re.compile(r"gilbert", re.IGNORECASE)
 _ALLOWED = re.compile(r"\b(?:allowed|permitted|eligible|acceptable|are not excluded|is not excluded|may participate|"
                       r"may be enrolled|can be enrolled)\b", re.IGNORECASE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-_STEMS = ("mab", "tinib", "ciclib", "parib", "rafenib", "degib", "lisib", "zomib", "olimus", "platin", "taxel",
+_STEMS = ("mab", "tinib", "ciclib", "parib", "rasib", "rafenib", "degib", "lisib", "zomib", "olimus", "platin", "taxel",
           "rubicin", "mustine", "fosfamide", "citabine", "trexate", "tecan", "vir", "xaban", "gatran", "parin",
           "prazole", "sartan", "pril", "statin", "mycin", "cycline", "floxacin", "conazole", "lukast", "glutide",
           "gliptin", "gliflozin", "cept", "kinra", "leukin", "grastim", "poetin", "tide")
