@@ -49,7 +49,8 @@ _NEGATIVE_TEST = re.compile(r"negative (?:serum |urine |blood )?(?:or urine )?(?
                             r"pregnancy test (?:must be |is |result )?negative", re.IGNORECASE)
 _POSITIVE_TEST = re.compile(r"positive (?:serum |urine )?pregnancy test", re.IGNORECASE)
 _BREASTFEEDING_DUTY = re.compile(r"discontinu|agree not to|must agree|should (?:stop|be)|refrain", re.IGNORECASE)
-_BRAIN_REVIEW = re.compile(r"\b(?:unless|untreated|treated|stable|stabili[sz]ed|asymptomatic|symptomatic|active|uncontrolled|"
+_BRAIN_REVIEW = re.compile(r"\b(?:unless|untreated|treated|stable|stabili[sz]ed|asymptomatic|symptomatic|active|"
+                           r"uncontrolled|"
                            r"progressi|allowed|permitted|eligible|may participate|controlled|off steroids)\b",
                            re.IGNORECASE)
 _CONDITION_REVIEW = re.compile(r"\b(?:uncontrolled|active|unstable|symptomatic|significant|severe|requiring|unless|"
