@@ -57,7 +57,8 @@ class TrialMapping:
         return self.entry.sha256
 
     def new_report(self, as_of: date) -> ScreenReport:
-        return ScreenReport(self.trial, self.file, self.mapping.criteria_hash, as_of, mapping_sha256=self.sha256)
+        return ScreenReport(self.trial, self.file, self.mapping.criteria_hash, as_of, mapping_sha256=self.sha256,
+                            mapping_status=self.mapping.status)
 
 
 @dataclass

@@ -48,7 +48,8 @@ def evaluate_patient(mapping: Mapping, facts: PatientFacts, as_of: date, site_co
     errors = list(facts.errors)
     criteria = tuple(_safe_criterion(criterion, ctx, errors) for criterion in mapping.criteria)
     arms = tuple(_safe_arm(arm, ctx, errors) for arm in mapping.arms)
-    return PatientResult(facts.reference, overall_status(criteria, bool(errors)), criteria, arms, tuple(errors))
+    return PatientResult(facts.reference, overall_status(criteria, bool(errors)), criteria, arms, tuple(errors),
+                         draft=mapping.is_draft)
 
 
 def _deceased(mapping: Mapping, facts: PatientFacts) -> PatientResult:
@@ -58,7 +59,8 @@ def _deceased(mapping: Mapping, facts: PatientFacts) -> PatientResult:
     criteria = tuple(CriterionResult(c.id, NOT_MET, "deceased", evidence) for c in mapping.criteria)
     arms = tuple(ArmResult(arm.label, (), tuple(ExcludedOption(o.name, "patient deceased") for o in arm.options))
                  for arm in mapping.arms)
-    return PatientResult(facts.reference, overall_status(criteria), criteria, arms, tuple(facts.errors))
+    return PatientResult(facts.reference, overall_status(criteria), criteria, arms, tuple(facts.errors),
+                         draft=mapping.is_draft)
 
 
 def _safe_criterion(criterion: Criterion, ctx: EvalContext, errors: list[str]) -> CriterionResult:

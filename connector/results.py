@@ -107,6 +107,7 @@ class PatientResult:
     criteria: tuple[CriterionResult, ...] = ()
     arms: tuple[ArmResult, ...] = ()
     errors: tuple[str, ...] = ()
+    draft: bool = False  # screened with an unreviewed draft mapping (--allow-draft)
 
     @property
     def patient_id(self) -> str:
@@ -124,17 +125,20 @@ class PatientResult:
         return tuple(c for c in self.criteria if c.outcome == UNKNOWN and c.reason == "manual")
 
     def to_json(self) -> dict[str, Any]:
-        return {"patient": self.patient, "status": self.status,
+        data = {"patient": self.patient, "status": self.status,
                 "criteria": [c.to_json() for c in self.criteria],
                 "arms": [a.to_json() for a in self.arms],
                 "errors": list(self.errors)}
+        if self.draft:
+            data["draft_mapping"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "PatientResult":
         return cls(data["patient"], data["status"],
                    tuple(CriterionResult.from_json(c) for c in data.get("criteria", [])),
                    tuple(ArmResult.from_json(a) for a in data.get("arms", [])),
-                   tuple(data.get("errors", [])))
+                   tuple(data.get("errors", [])), bool(data.get("draft_mapping", False)))
 
 
 @dataclass
@@ -147,11 +151,14 @@ class ScreenReport:
     as_of: date
     patients: list[PatientResult] = field(default_factory=list)
     mapping_sha256: str | None = None  # of the mapping file's bytes: which exact mapping screened
+    mapping_status: str = "reviewed"  # draft: screened with --allow-draft
 
     def to_json(self) -> dict[str, Any]:
-        mapping = {"file": self.mapping_file, "criteria_hash": self.criteria_hash}
+        mapping: dict[str, Any] = {"file": self.mapping_file, "criteria_hash": self.criteria_hash}
         if self.mapping_sha256:
             mapping["sha256"] = self.mapping_sha256
+        if self.mapping_status == "draft":
+            mapping["status"] = "draft"
         return {"trial": self.trial,
                 "mapping": mapping,
                 "as_of": self.as_of.isoformat(),
@@ -161,7 +168,8 @@ class ScreenReport:
     def from_json(cls, data: dict[str, Any]) -> "ScreenReport":
         return cls(data["trial"], data["mapping"]["file"], data["mapping"]["criteria_hash"],
                    date.fromisoformat(data["as_of"]),
-                   [PatientResult.from_json(p) for p in data.get("patients", [])], data["mapping"].get("sha256"))
+                   [PatientResult.from_json(p) for p in data.get("patients", [])], data["mapping"].get("sha256"),
+                   data["mapping"].get("status", "reviewed"))
 
 
 def overall_status(criteria: tuple[CriterionResult, ...] | list[CriterionResult], has_errors: bool = False) -> str:

@@ -32,18 +32,26 @@ def stored_criteria_text(store: Store, trial: str) -> str | None:
     return record.get("eligibility_criteria") if record else None
 
 
-def stored_criteria_text_at(store_url: str, trial: str) -> str | None:
-    """As stored_criteria_text, for a command that has no store open.
+def stored_record_at(store_url: str, trial: str) -> dict | None:
+    """The synced trial's newest record, for a command that has no store open (None if never synced).
 
     Never creates a store: screening a few patients must not leave a database behind.
     """
     if not is_postgres_url(store_url) and not Path(sqlite_path(store_url)).exists():
         return None
+    from connector.registry.versions import latest_trial_record
+
     store = open_store(store_url)
     try:
-        return stored_criteria_text(store, trial)
+        return latest_trial_record(store, trial)
     finally:
         store.close()
+
+
+def stored_criteria_text_at(store_url: str, trial: str) -> str | None:
+    """As stored_criteria_text, for a command that has no store open (never creates one)."""
+    record = stored_record_at(store_url, trial)
+    return record.get("eligibility_criteria") if record else None
 
 
 def file_criteria_text(record_path: Path) -> str | None:

@@ -4,6 +4,9 @@ and complete.
     trial-connector mappings list [--mappings DIR]      every mapping found, in search order
     trial-connector mappings show NCT05773274           the mapping that would screen a trial
     trial-connector mappings check FILE...              validate, then coverage of the registry text
+                                                        (a draft: what a reviewer must confirm)
+    trial-connector mappings draft NCT... [--from FILE] [--out FILE]   draft a mapping from registry text
+    trial-connector mappings evaluate GOLD              precision/recall of drafts against gold annotations
 
 `check` exits 0 when every file is valid (a partial mapping is a warning; `--strict` makes it an
 error), 1 when a file is invalid.
@@ -16,7 +19,9 @@ from pathlib import Path
 
 import click
 
+from connector.commands.mappings_draft import draft, evaluate
 from connector.commands.options import db_option, mapping_options, mapping_sources, store_url
+from connector.drafting.review import review_lines
 from connector.errors import EXIT_DATA, EXIT_OK, ConnectorError
 from connector.mapping.catalog import (MappingEntry, available_mappings, load_resolved, mapping_entry)
 from connector.mapping.coverage import mapping_coverage
@@ -28,7 +33,12 @@ from connector.trial_record import criteria_hash_warning, reference_text, stored
 
 @click.group()
 def mappings() -> None:
-    """Trial mappings: list the available ones, show one, check a file's validity and coverage."""
+    """Trial mappings: list the available ones, show one, check a file's validity and coverage,
+    draft one from registry text, evaluate drafts."""
+
+
+mappings.add_command(draft)
+mappings.add_command(evaluate)
 
 
 @mappings.command("list")
@@ -119,6 +129,9 @@ def check(ctx: click.Context, files: tuple[Path, ...], trial_record: Path | None
         entry = mapping_entry(path)
         click.echo(f"{entry.name}: valid mapping of {mapping.trial}, {len(mapping.criteria)} criteria, "
                    f"sha256 {entry.sha256[:12]}")
+        if mapping.is_draft:
+            for line in review_lines(mapping):
+                click.echo(line)
         stored = stored_criteria_text_at(store_url(ctx, db), mapping.trial)
         hash_warning = criteria_hash_warning(mapping, entry.name, stored, trial_record)
         if hash_warning:

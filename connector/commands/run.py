@@ -20,6 +20,7 @@ from connector.commands.options import (command_config, db_option, mapping_optio
                                         open_command_store, trial_option)
 from connector.mapping.catalog import check_explicit_files
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
+from connector.mapping.drafts import ALLOW_DRAFT_HELP, check_draft
 from connector.pipeline import RunOptions, RunOutcome, ScheduledRun, TrialSpec
 from connector.report.tally import Tally, count, statuses
 from connector.scheduled import records
@@ -50,12 +51,13 @@ SHOWN_ERRORS = 20
               help="Where --bulk downloads go: a new or empty folder (mode 0700); only the export's own "
                    "files are removed after the run.")
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country).")
+@click.option("--allow-draft", is_flag=True, help=ALLOW_DRAFT_HELP)
 @db_option
 @click.pass_context
 def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str | None, bulk: bool,
         group: str | None, patient_ids: tuple[str, ...], as_of, mapping_files: tuple[Path, ...],
         mapping_dirs: tuple[Path, ...], concurrency: int | None, work_dir: Path | None, site_country: str | None,
-        db: str | None) -> int:
+        db: str | None, allow_draft: bool = False) -> int:
     """Screen a population against trials, store the results, report who is new."""
     if since is not None and since != "auto" and not INSTANT.match(since):
         raise ConfigError(f"--since {since!r}: give 'auto' or an ISO instant such as 2026-01-31T00:00:00Z")
@@ -68,6 +70,8 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
         trials=[TrialSpec.load(t, sources=sources) for t in trials], source=source_arg,
         as_of=as_of.date() if as_of else None, since=since, bulk=bulk, group=group, patient_ids=list(patient_ids) or None, concurrency=concurrency,
         work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
+    for spec in options.trials:
+        check_draft(spec.mapping, spec.mapping_name, allow_draft)
     with open_command_store(ctx, db) as store:
         for spec in options.trials:
             stored = stored_criteria_text(store, spec.trial)

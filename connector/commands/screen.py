@@ -20,6 +20,7 @@ from connector.commands.options import (command_config, db_option, mapping_optio
                                         trial_option)
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError
 from connector.mapping.catalog import check_explicit_files
+from connector.mapping.drafts import ALLOW_DRAFT_HELP, check_draft
 from connector.report.output import FORMATS, check_summary, summary_option, write_report
 from connector.report.tally import Tally
 from connector.trial_record import coverage_warning, criteria_hash_warning, reference_text, stored_criteria_text_at
@@ -42,16 +43,18 @@ log = logging.getLogger(__name__)
 @click.option("--trial-record", type=click.Path(path_type=Path), default=None,
               help="CT.gov API v2 record to check the mapping's criteria hash against "
                    "(default: the trial as synced in the store, else the record bundled with the mapping).")
+@click.option("--allow-draft", is_flag=True, help=ALLOW_DRAFT_HELP)
 @db_option
 @click.pass_context
 def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[str, ...], as_of, output_format: str,
            mapping_files: tuple[Path, ...], mapping_dirs: tuple[Path, ...], site_country: str | None,
-           trial_record: Path | None, db: str | None, summary: bool) -> int:
+           trial_record: Path | None, db: str | None, summary: bool, allow_draft: bool = False) -> int:
     """Pre-screen patients for one trial: each criterion met / not met / unknown, with evidence."""
     check_summary(output_format, summary)
     sources = mapping_sources(ctx, mapping_files, mapping_dirs)
     check_explicit_files([trial], sources)
     loaded = api.load_mapping(trial, sources=sources)
+    check_draft(loaded.mapping, loaded.file, allow_draft)
     stored_text = stored_criteria_text_at(store_url(ctx, db), trial)
     for warning in mapping_warnings(loaded, stored_text, trial_record):
         click.echo(f"warning: {warning}", err=True)

@@ -31,6 +31,7 @@ from connector.mapping.model import (
     ConditionRule,
     CreatinineClearanceRule,
     Criterion,
+    DraftNote,
     DoseTarget,
     ManualRule,
     Mapping,
@@ -175,7 +176,8 @@ def build_mapping(document: Any, name: str, path: Path | None = None) -> Mapping
                                f"(also $.criteria[{seen[criterion.id]}])")
         seen[criterion.id] = i
     arms = tuple(builder.arm(a, i) for i, a in enumerate(document.get("arms") or []))
-    return Mapping(document["trial"], document["criteria_hash"], criteria, arms, document.get("title"), path)
+    return Mapping(document["trial"], document["criteria_hash"], criteria, arms, document.get("title"), path,
+                   document.get("status", "reviewed"))
 
 
 def _most_specific(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
@@ -289,6 +291,7 @@ class _Builder:
         if raw.get("review_if_found") and raw["type"] != "exclusion":
             raise self.fail(f"{path}.review_if_found", "only exclusion criteria can defer a match to review")
         defer = raw.get("defer_if_not_met")
+        note = raw.get("draft")
         return Criterion(
             id=raw["id"],
             type=raw["type"],
@@ -296,6 +299,7 @@ class _Builder:
             rule=self.rule(raw, path),
             review_if_found=bool(raw.get("review_if_found", False)),
             defer_if_not_met=self.rule(defer, f"{path}.defer_if_not_met") if defer is not None else None,
+            draft=DraftNote(note["how"], note["confidence"], note.get("confirm")) if note else None,
         )
 
     def arm(self, raw: dict[str, Any], index: int) -> Arm:

@@ -150,6 +150,15 @@ Rule = Union[AgeRule, SexRule, SiteCountryRule, ConditionRule, ObservationRule, 
 
 
 @dataclass(frozen=True)
+class DraftNote:
+    """How `mappings draft` derived a criterion and what a reviewer must confirm."""
+
+    how: str
+    confidence: str  # high | medium | low
+    confirm: str | None = None
+
+
+@dataclass(frozen=True)
 class Criterion:
     """One criterion of the trial.
 
@@ -165,6 +174,7 @@ class Criterion:
     rule: Rule
     review_if_found: bool = False
     defer_if_not_met: Rule | None = None
+    draft: DraftNote | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +206,11 @@ class Mapping:
     arms: tuple[Arm, ...] = ()
     title: str | None = None
     file: Path | None = field(default=None, compare=False)
+    status: str = "reviewed"  # draft: screens only with --allow-draft
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == "draft"
 
     def criterion(self, criterion_id: str) -> Criterion:
         for criterion in self.criteria:

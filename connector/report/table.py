@@ -90,7 +90,8 @@ class TableLayout:
 def render_patient(patient: PatientResult, mapping: Mapping, layout: TableLayout, as_of: date) -> list[str]:
     console = layout.console
     status = console.style(patient.status.upper(), fg=STATUS_COLOURS.get(patient.status), bold=True)
-    lines = [f"{patient.patient}  {status}"]
+    draft = "  (DRAFT mapping, not reviewed)" if patient.draft else ""
+    lines = [f"{patient.patient}  {status}{draft}"]
     review = set(manual_only(mapping))
     types = {c.id: c.type for c in mapping.criteria}
     hints = patient_hints({c.id: c for c in mapping.criteria}, patient.criteria, as_of)
@@ -143,7 +144,9 @@ def render_table(report: ScreenReport, mapping: Mapping, console: Console | None
 
 
 def title(report: ScreenReport, console: Console) -> list[str]:
-    return wrap(console, f"{report.trial} as of {report.as_of.isoformat()} (mapping {report.mapping_file})", "", "  ")
+    draft = ", a DRAFT: results are unreviewed" if report.mapping_status == "draft" else ""
+    return wrap(console, f"{report.trial} as of {report.as_of.isoformat()} (mapping {report.mapping_file}{draft})",
+                "", "  ")
 
 
 def totals(tally: Tally, console: Console) -> list[str]:
