@@ -3,7 +3,8 @@
 A mapping names the sha256 of the eligibility text it was written from. When the trial has
 been synced into the store (`registry sync`), its newest stored record is the reference (the
 sync itself marks earlier pre-screens for re-screening when the text changes); otherwise a
-record given by file, or the bundled `examples/ctgov/<NCT>.json`, is.
+record given by file, or the one shipped with the bundled mappings (`examples/ctgov/<NCT>.json`
+in the repository), is.
 """
 
 from __future__ import annotations
@@ -13,21 +14,12 @@ import logging
 from pathlib import Path
 
 from connector.mapping import criteria_text_of, hash_mismatch_warning
-from connector.mapping.loader import REPO_ROOT
 from connector.mapping.model import Mapping
+from connector.resources import bundled_record
 from connector.store import Store, is_postgres_url, open_store
 from connector.store.connect import sqlite_path
 
 log = logging.getLogger(__name__)
-
-
-def bundled_trial_record(trial: str) -> Path | None:
-    """The bundled registry record `examples/ctgov/<NCT>.json` (working directory, then repo)."""
-    for base in (Path.cwd(), REPO_ROOT):
-        candidate = base / "examples" / "ctgov" / f"{trial}.json"
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def stored_criteria_text(store: Store, trial: str) -> str | None:
@@ -69,7 +61,7 @@ def criteria_hash_warning(mapping: Mapping, mapping_name: str, stored_text: str 
     text = stored_text
     where = "the registry record synced in the store"
     if text is None:
-        record_path = record_path or bundled_trial_record(mapping.trial)
+        record_path = record_path or bundled_record(mapping.trial)
         if record_path is None:
             log.info("%s: no registry record to check the criteria hash against", mapping.trial)
             return None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from connector.errors import MappingError
-from connector.mapping import data_needs, find_mapping, load_mapping
+from connector.mapping import data_needs, load_mapping
 
 HASH = "0" * 64
 SEED = Path(__file__).resolve().parents[1] / "mappings" / "NCT05773274.yaml"
@@ -131,18 +131,6 @@ def test_nested_rule_errors_have_the_nested_path(tmp_path):
 
 def test_not_a_mapping_at_all(tmp_path):
     assert "m.yaml: $:" in error_of(tmp_path, "- just\n- a list\n")
-
-
-def test_find_mapping(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert find_mapping("NCT05773274") == SEED  # falls back to the repository's mappings/
-    (tmp_path / "mappings").mkdir()
-    local = write(tmp_path / "mappings", GOOD, "NCT05773274.yaml")
-    assert find_mapping("NCT05773274").resolve() == local.resolve()  # the working directory wins
-    with pytest.raises(MappingError, match="no mapping for NCT09999999"):
-        find_mapping("NCT09999999")
-    with pytest.raises(MappingError, match="not found"):
-        find_mapping("NCT05773274", tmp_path / "nope.yaml")
 
 
 def test_data_needs_narrow_the_fetch(tmp_path):

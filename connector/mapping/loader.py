@@ -41,10 +41,9 @@ from connector.mapping.model import (
     SiteCountryRule,
     Threshold,
 )
+from connector.resources import schema_path
 from connector.units import UnitError, parse_unit
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "schemas" / "mapping.schema.json"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -65,32 +64,9 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def find_mapping(trial: str, mapping_path: str | Path | None = None) -> Path:
-    """`--mapping PATH`, else `mappings/<NCT>.yaml` in the working directory, else in the repo."""
-    if mapping_path is not None:
-        path = Path(mapping_path)
-        if not path.is_file():
-            raise MappingError(f"mapping file {path} not found")
-        return path
-    for base in (Path.cwd(), REPO_ROOT):
-        candidate = base / "mappings" / f"{trial}.yaml"
-        if candidate.is_file():
-            return candidate
-    raise MappingError(f"no mapping for {trial}: expected mappings/{trial}.yaml (or give --mapping PATH)")
-
-
-def load_trial_mapping(trial: str, mapping_path: str | Path | None = None) -> tuple[Path, Mapping]:
-    """The trial's mapping file and its content, checked to map that very trial."""
-    path = find_mapping(trial, mapping_path)
-    mapping = load_mapping(path)
-    if mapping.trial != trial:
-        raise MappingError(f"{display_name(path)}: maps {mapping.trial}, not {trial}")
-    return path, mapping
-
-
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = json.loads(schema_path("mapping.schema.json").read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -111,6 +87,11 @@ def display_name(path: Path) -> str:
 
 def load_mapping(path: str | Path) -> Mapping:
     path = Path(path)
+    return build_mapping(read_mapping_document(path), display_name(path), path)
+
+
+def read_mapping_document(path: Path) -> Any:
+    """The parsed YAML of a mapping file, not yet validated; errors name the file (and line)."""
     name = display_name(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -123,7 +104,7 @@ def load_mapping(path: str | Path) -> Mapping:
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise MappingError(f"{name}: invalid YAML: {where}{problem}") from None
-    return build_mapping(document, name, path)
+    return document
 
 
 def build_mapping(document: Any, name: str, path: Path | None = None) -> Mapping:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -22,10 +21,8 @@ import jsonschema_rs
 import yaml
 
 from connector.mapping.loader import json_path
+from connector.resources import schema_path
 
-SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
-CTGOV_SPEC = SCHEMAS_DIR / "ctgov" / "ctg-oas-v2.yaml"
-TRIAL_SCHEMA = SCHEMAS_DIR / "trial.schema.json"
 MAX_ERRORS_SHOWN = 3
 
 
@@ -33,14 +30,14 @@ MAX_ERRORS_SHOWN = 3
 def _study_schema() -> dict[str, Any]:
     """Draft 7 over the spec's `components`: OpenAPI 3.0 schema objects are a JSON Schema subset."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    spec = yaml.load(CTGOV_SPEC.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - safe loader
+    spec = yaml.load(schema_path("ctgov/ctg-oas-v2.yaml").read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - safe loader
     return {"$schema": "http://json-schema.org/draft-07/schema#", "$ref": "#/components/schemas/Study",
             "components": spec["components"]}
 
 
 @lru_cache(maxsize=1)
 def _trial_schema() -> dict[str, Any]:
-    return json.loads(TRIAL_SCHEMA.read_text(encoding="utf-8"))
+    return json.loads(schema_path("trial.schema.json").read_text(encoding="utf-8"))
 
 
 @lru_cache(maxsize=2)
