@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from connector.commands.options import command_config, db_option, open_command_store, trial_id
+from connector.commands.portfolio import portfolio_options, portfolio_trials
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
 from connector.scheduled.progress import Progress
@@ -23,7 +24,8 @@ SHOWN_ERRORS = 20
 
 
 @click.command()
-@click.option("--trial", "trials", multiple=True, required=True, help="NCT id (repeatable).")
+@click.option("--trial", "trials", multiple=True,
+              help="NCT id (repeatable); omit it or give 'all' to run every available mapping (the portfolio).")
 @click.option("--source", "source_arg", required=True,
               help="FHIR base URL, configured server name, or a local folder/file of FHIR data.")
 @click.option("--since", default=None, metavar="auto|INSTANT",
@@ -39,20 +41,26 @@ SHOWN_ERRORS = 20
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
               help="Where --bulk downloads go (mode 0700; removed after the run).")
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country).")
+@portfolio_options
 @db_option
 @click.pass_context
 def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str | None, bulk: bool,
         group: str | None, patient_ids: tuple[str, ...], as_of, concurrency: int | None, work_dir: Path | None,
-        site_country: str | None, db: str | None) -> int:
+        site_country: str | None, mapping_dirs: tuple[Path, ...], include_not_recruiting: bool, allow_draft: bool,
+        db: str | None) -> int:
     """Screen a population against trials, store the results, report who is new."""
-    names = list(dict.fromkeys(trial_id(t) for t in trials))
+    if not trials or any(t.strip().lower() == "all" for t in trials):
+        portfolio, _ = portfolio_trials(ctx, None, None, mapping_dirs, include_not_recruiting, allow_draft, db)
+        specs = [TrialSpec.load(t.trial, t.entry.path) for t in portfolio]
+    else:
+        specs = [TrialSpec.load(t) for t in dict.fromkeys(trial_id(t) for t in trials)]
     if since is not None and since != "auto" and not INSTANT.match(since):
         raise ConfigError(f"--since {since!r}: give 'auto' or an ISO instant such as 2026-01-31T00:00:00Z")
     if bulk and Path(source_arg).exists():
         raise ConfigError("--bulk reads a FHIR server; a local folder is read directly (drop --bulk)")
     config = command_config(ctx)
     options = RunOptions(
-        trials=[TrialSpec.load(t) for t in names], source=source_arg, as_of=as_of.date() if as_of else None,
+        trials=specs, source=source_arg, as_of=as_of.date() if as_of else None,
         since=since, bulk=bulk, group=group, patient_ids=list(patient_ids) or None, concurrency=concurrency,
         work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
     with open_command_store(ctx, db) as store:

@@ -1,4 +1,5 @@
-"""`trial-connector screen`: pre-screen patients of one source against one trial, now.
+"""`trial-connector screen`: pre-screen patients of one source against one trial, or against every
+available trial (the portfolio: no `--trial`, or `--trial all`) from one pull, now.
 
 Local sources (files) are screened whole by default; a FHIR server needs `--patient` (whole
 populations are the scheduled run's job). A patient whose data cannot be read is reported on
@@ -17,6 +18,7 @@ import click
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError
 from connector.evaluation import evaluate_patient
 from connector.commands.options import command_config, db_option, store_url, trial_id
+from connector.commands.portfolio import portfolio_options
 from connector.mapping import data_needs, load_trial_mapping
 from connector.mapping.loader import display_name
 from connector.results import ScreenReport
@@ -26,28 +28,37 @@ log = logging.getLogger(__name__)
 
 
 @click.command()
-@click.option("--trial", required=True, help="NCT id, e.g. NCT05773274.")
+@click.option("--trial", default=None,
+              help="NCT id, e.g. NCT05773274; omit it or give 'all' to screen every available mapping.")
 @click.option("--source", "source_arg", required=True,
               help="FHIR base URL, configured server name, or a local path (Bundles, resources, NDJSON).")
 @click.option("--patient", "patient_ids", multiple=True, help="Patient id to screen (repeatable).")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Screening date YYYY-MM-DD (default: today).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "fhir"]), default="table",
+              show_default=True, help="fhir: a searchset Bundle of ResearchStudy for one patient.")
 @click.option("--mapping", "mapping_path", type=click.Path(path_type=Path), default=None,
               help="Mapping file (default: mappings/<NCT>.yaml).")
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country, US).")
 @click.option("--trial-record", type=click.Path(path_type=Path), default=None,
               help="CT.gov API v2 record to check the mapping's criteria hash against "
                    "(default: the trial as synced in the store, else examples/ctgov/<NCT>.json).")
+@portfolio_options
 @db_option
 @click.pass_context
-def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[str, ...], as_of, output_format: str,
-           mapping_path: Path | None, site_country: str | None, trial_record: Path | None, db: str | None) -> int:
-    """Pre-screen patients for one trial: each criterion met / not met / unknown, with evidence."""
+def screen(ctx: click.Context, trial: str | None, source_arg: str, patient_ids: tuple[str, ...], as_of,
+           output_format: str, mapping_path: Path | None, site_country: str | None, trial_record: Path | None,
+           mapping_dirs: tuple[Path, ...], include_not_recruiting: bool, allow_draft: bool, db: str | None) -> int:
+    """Pre-screen patients for one trial, or rank every available trial for them (the portfolio)."""
+    screening_date: date = as_of.date() if as_of else date.today()
+    if trial is None or trial.strip().lower() == "all" or output_format == "fhir":
+        from connector.commands.portfolio import screen_many
+
+        return screen_many(ctx, trial, source_arg, list(patient_ids) or None, screening_date, output_format,
+                           mapping_path, mapping_dirs, include_not_recruiting, allow_draft, site_country, db)
     from connector.sources import open_source  # the source layer pulls in HTTP only when needed
 
     trial = trial_id(trial)
-    screening_date: date = as_of.date() if as_of else date.today()
     path, mapping = load_trial_mapping(trial, mapping_path)
     name = display_name(path)
     warning = criteria_hash_warning(mapping, name, stored_criteria_text_at(store_url(ctx, db), trial), trial_record)

@@ -6,9 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from typing import TYPE_CHECKING
 
 from connector.portfolio.feasibility import Feasibility
 from connector.portfolio.worklist import item_counts
+
+if TYPE_CHECKING:
+    from connector.portfolio.screening import PortfolioScreen
 
 WORKLIST_COLUMNS = ("patient", "criterion", "reason", "needed", "codes", "window_days", "not_before",
                     "latest_value", "latest_unit", "latest_date", "latest_reference")
@@ -64,4 +68,17 @@ def render_table(report: Feasibility) -> str:
         lines.append("trend per run: " + "; ".join(
             f"run {t['run']} ({t['as_of']}): {t['screened']} screened, {t['candidate']} candidate, "
             f"{t['possible']} possible, {t['excluded']} excluded" for t in report.trend))
+    return "\n".join(lines)
+
+
+def render_portfolio_table(screen: "PortfolioScreen") -> str:
+    """Per patient, the trials best first: rank, trial, status, score, one-line reason."""
+    trials = ", ".join(t.trial for t in screen.trials)
+    lines = [f"portfolio of {len(screen.trials)} trial(s) as of {screen.as_of.isoformat()}: {trials}"]
+    lines.extend(f"  skipped {s.trial}: {s.note}" for s in screen.skipped)
+    for patient in screen.patients:
+        lines += ["", patient]
+        for position, score in enumerate(screen.ranking(patient), start=1):
+            lines.append(f"  {position}. {score.trial}  {score.status:<9} {score.score:>5.2f}  {score.reason}")
+    lines += ["", f"{len(screen.patients)} patient(s) screened against {len(screen.trials)} trial(s) from one pull"]
     return "\n".join(lines)

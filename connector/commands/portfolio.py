@@ -1,0 +1,92 @@
+"""The portfolio side of `screen` and `run`: every available mapping is a trial the site screens.
+
+`screen` without `--trial` (or `--trial all`) reads the source once with the merged data needs of
+all trials and ranks each patient's trials; `run --trial all` stores results per trial. Trials
+not recruiting (registry record) or with a draft mapping are skipped with a note on stderr
+unless `--include-not-recruiting` / `--allow-draft` asks for them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from connector.commands.options import command_config, store_url, trial_id
+from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError, ConnectorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def portfolio_options(func: F) -> F:
+    """--mappings, --include-not-recruiting, --allow-draft (shared by screen and run)."""
+    func = click.option("--allow-draft", is_flag=True, help="Also screen trials whose mapping is a draft.")(func)
+    func = click.option("--include-not-recruiting", is_flag=True,
+                        help="Also screen trials whose registry record is not recruiting.")(func)
+    return click.option("--mappings", "mapping_dirs", multiple=True, type=click.Path(path_type=Path),
+                        help="Folder of mappings (repeatable), searched before the config's [mappings] dir "
+                             "and the bundled mappings.")(func)
+
+
+def portfolio_trials(ctx: click.Context, trial: str | None, mapping_path: Path | None,
+                     mapping_dirs: tuple[Path, ...], include_not_recruiting: bool, allow_draft: bool,
+                     db: str | None) -> tuple[list[Any], list[Any]]:
+    """(trials to screen, trials skipped): connector.portfolio.trials PortfolioTrial and Skipped;
+    skipped ones are also noted on stderr.
+
+    `trial` None or 'all': the whole portfolio; an NCT id: that one trial (never skipped)."""
+    from connector.mapping.catalog import MappingSources
+    from connector.portfolio.trials import select_trials
+
+    sources = MappingSources.of(files=[mapping_path] if mapping_path else [], dirs=mapping_dirs,
+                                config=command_config(ctx))
+    single = trial is not None and trial.strip().lower() != "all"
+    trials, skipped = select_trials(sources, store_url(ctx, db), include_not_recruiting or single,
+                                    allow_draft or single)
+    if single:
+        wanted = trial_id(trial)  # type: ignore[arg-type]
+        trials = [t for t in trials if t.trial == wanted]
+        if not trials:
+            raise ConfigError(f"no usable mapping for {wanted}")
+        return trials, []
+    for note in skipped:
+        click.echo(f"note: skipped {note.trial}: {note.note}", err=True)
+    if not trials:
+        raise ConfigError("no trial to screen: no usable mapping found")
+    return trials, skipped
+
+
+def screen_many(ctx: click.Context, trial: str | None, source_arg: str, patient_ids: list[str] | None,
+                as_of: date, output_format: str, mapping_path: Path | None, mapping_dirs: tuple[Path, ...],
+                include_not_recruiting: bool, allow_draft: bool, site_country: str | None, db: str | None) -> int:
+    from connector.portfolio.screening import screen_portfolio
+    from connector.sources import open_source
+
+    trials, skipped = portfolio_trials(ctx, trial, mapping_path, mapping_dirs, include_not_recruiting, allow_draft, db)
+    config = command_config(ctx)
+    source = open_source(source_arg, config)
+    if not source.is_local and not patient_ids:
+        raise ConnectorError(f"{source.describe()}: give --patient ID (whole server populations are screened "
+                             "by the scheduled run, not by screen)")
+    country = (site_country or config.site_country or "US").upper()
+    screen = screen_portfolio(trials, source, as_of, country, patient_ids, skipped)
+    for pid, message in screen.errors:
+        click.echo(f"error: Patient/{pid}: {message}", err=True)
+    if source.errors:
+        click.echo(f"warning: {len(source.errors)} problem(s) reading {source.describe()}; "
+                   "data in them was not screened", err=True)
+    if output_format == "fhir":
+        from connector.portfolio.searchset import searchset_bundle
+
+        click.echo(json.dumps(searchset_bundle(screen), indent=2, ensure_ascii=False))
+    elif output_format == "json":
+        click.echo(json.dumps(screen.to_json(), indent=2, ensure_ascii=False))
+    else:
+        from connector.portfolio.render import render_portfolio_table
+
+        click.echo(render_portfolio_table(screen))
+    return EXIT_PARTIAL if screen.errors or source.errors else EXIT_OK
