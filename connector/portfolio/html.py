@@ -47,7 +47,7 @@ def funnel_svg(report: Feasibility) -> str:
         (s.criterion, s.remaining, s.not_met, s.unknown) for s in report.funnel if s.not_met or s.unknown]
     labels = [s[0] for s in steps]
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "trial-connector", "font.size": 9}):
-        fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(steps) + 1.0))
+        fig, ax = plt.subplots(figsize=(5.4, 0.32 * len(steps) + 1.0))
         y = list(range(len(steps)))[::-1]
         ax.barh(y, [s[1] for s in steps], color="#2b6cb0", label="remaining")
         ax.barh(y, [s[2] for s in steps], left=[s[1] for s in steps], color="#c53030", label="not met here")
