@@ -109,6 +109,7 @@ class Config:
     registry_api_url: str = DEFAULT_CTGOV_API
     registry_requests_per_minute: float = 50.0
     site_country: str = "US"
+    mappings_dir: Path | None = None  # [mappings] dir, relative to the config file
     path: Path | None = None
 
     def server(self, url_or_name: str) -> ServerConfig:
@@ -158,6 +159,9 @@ def load_config(path: str | Path | None = None) -> Config:
     config.registry_api_url = str(registry.get("api_url", DEFAULT_CTGOV_API)).rstrip("/")
     config.registry_requests_per_minute = float(registry.get("requests_per_minute", 50))
     config.site_country = str((raw.get("site") or {}).get("country", "US"))
+    mappings = raw.get("mappings") or {}
+    if mappings.get("dir"):
+        config.mappings_dir = cfg_path.parent / str(mappings["dir"])
     return _apply_env(config)
 
 

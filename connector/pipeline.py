@@ -27,8 +27,8 @@ from connector.config import Config
 from connector.errors import ConfigError, ConnectorError, SourceError
 from connector.evaluation import evaluate_patient
 from connector.facts import PatientFacts
-from connector.mapping import data_needs, load_trial_mapping
-from connector.mapping.loader import display_name
+from connector.mapping import data_needs
+from connector.mapping.catalog import MappingSources, load_resolved
 from connector.mapping.model import Mapping
 from connector.needs import DataNeeds
 from connector.scheduled import records
@@ -54,9 +54,13 @@ class TrialSpec:
     mapping_hash: str
 
     @classmethod
-    def load(cls, trial: str, mapping_path: str | Path | None = None) -> "TrialSpec":
-        path, mapping = load_trial_mapping(trial, mapping_path)
-        return cls(trial, mapping, display_name(path), hashlib.sha256(path.read_bytes()).hexdigest())
+    def load(cls, trial: str, mapping_path: str | Path | None = None,
+             sources: MappingSources | None = None) -> "TrialSpec":
+        """The trial's mapping from `sources` (connector.mapping.catalog), or `mapping_path`."""
+        if sources is None:
+            sources = MappingSources(files=(Path(mapping_path),) if mapping_path else ())
+        entry, mapping = load_resolved(trial, sources)
+        return cls(entry.trial or trial, mapping, entry.name, entry.sha256)
 
 
 @dataclass
@@ -157,7 +161,9 @@ class ScheduledRun:
         as_of = self.options.as_of or date.today()
         mode, since, reason = self._decide(as_of)
         plan: dict[str, Any] = {"bulk": self.options.bulk, "group": self.options.group, "reason": reason,
-                                "ids": self.options.patient_ids}
+                                "ids": self.options.patient_ids,
+                                "mappings": {t.trial: {"file": t.mapping_name, "sha256": t.mapping_hash}
+                                             for t in self.options.trials}}
         data_since = None
         if mode == INCREMENTAL and not self.is_local and since is not None:
             data_since, ids = self._changed_ids(as_of, since)

@@ -139,10 +139,14 @@ class ScreenReport:
     criteria_hash: str
     as_of: date
     patients: list[PatientResult] = field(default_factory=list)
+    mapping_sha256: str | None = None  # of the mapping file's bytes: which exact mapping screened
 
     def to_json(self) -> dict[str, Any]:
+        mapping = {"file": self.mapping_file, "criteria_hash": self.criteria_hash}
+        if self.mapping_sha256:
+            mapping["sha256"] = self.mapping_sha256
         return {"trial": self.trial,
-                "mapping": {"file": self.mapping_file, "criteria_hash": self.criteria_hash},
+                "mapping": mapping,
                 "as_of": self.as_of.isoformat(),
                 "patients": [p.to_json() for p in self.patients]}
 
@@ -150,7 +154,7 @@ class ScreenReport:
     def from_json(cls, data: dict[str, Any]) -> "ScreenReport":
         return cls(data["trial"], data["mapping"]["file"], data["mapping"]["criteria_hash"],
                    date.fromisoformat(data["as_of"]),
-                   [PatientResult.from_json(p) for p in data.get("patients", [])])
+                   [PatientResult.from_json(p) for p in data.get("patients", [])], data["mapping"].get("sha256"))
 
 
 def overall_status(criteria: tuple[CriterionResult, ...] | list[CriterionResult]) -> str:

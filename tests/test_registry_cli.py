@@ -12,7 +12,7 @@ import responses
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.researchstudy import ResearchStudy
 
-from connector.registry.schemas import TRIAL_SCHEMA
+from connector.resources import schema_path
 from registry_support import API, FIXTURES, fast_config, load, run_cli, study, with_status
 
 SEED = "NCT05773274"
@@ -61,7 +61,7 @@ def test_sync_one_trial_then_show_json_and_fhir(cli):
     shown = cli("show", SEED, "--format", "json")
     assert shown.exit_code == 0
     record = json.loads(shown.stdout)  # stdout holds only the record
-    jsonschema.validate(record, json.loads(TRIAL_SCHEMA.read_text()))
+    jsonschema.validate(record, json.loads(schema_path("trial.schema.json").read_text()))
     source = study(SEED)["protocolSection"]
     assert record["phases"] == ["PHASE2"] and record["minimum_age"] == "18 Years" and record["minimum_age_years"] == 18
     assert record["eligibility_criteria"] == source["eligibilityModule"]["eligibilityCriteria"]
@@ -207,6 +207,7 @@ def test_import_stores_good_files_and_rejects_schema_breaking_ones(cli):
 
 
 def test_show_and_changes_of_unknown_trial(cli):
+    assert cli("import", str(FIXTURES / "studies" / f"{SEED}.json")).exit_code == 0
     result = cli("show", "NCT00000003", "--format", "json")
     assert result.exit_code == 1 and result.stdout == ""
     assert "NCT00000003: not in the store" in result.stderr

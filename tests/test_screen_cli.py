@@ -200,8 +200,8 @@ def test_criteria_hash_checked_against_the_record_synced_in_the_store(monkeypatc
 
 
 def test_usage_and_mapping_errors_exit_1_with_one_line(monkeypatch, capsys, tmp_path):
-    code, _, err = run_cli(monkeypatch, capsys, "screen", "--trial", "NCT0577", "--source", str(EXAMPLES))
-    assert code == 1 and err.startswith("error: --trial 'NCT0577' is not an NCT id")
+    code, _, err = run_cli(monkeypatch, capsys, "screen", "--trial", "NCT-0577", "--source", str(EXAMPLES))
+    assert code == 1 and err.startswith("error: --trial 'NCT-0577' is not a ClinicalTrials.gov id")
     code, _, err = run_cli(monkeypatch, capsys, "screen", "--trial", "NCT09999999", "--source", str(EXAMPLES))
     assert code == 1 and "no mapping for NCT09999999" in err
     bad = tmp_path / "bad.yaml"

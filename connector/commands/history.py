@@ -6,21 +6,20 @@ import json
 
 import click
 
-from connector.commands.options import db_option, open_command_store
+from connector.commands.options import db_option, open_existing_command_store, trial_option
 from connector.scheduled import records
 
 
 @click.command()
 @click.argument("patient_id")
-@click.option("--trial", required=True, help="NCT id.")
+@trial_option()
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @db_option
 @click.pass_context
 def history(ctx: click.Context, patient_id: str, trial: str, output_format: str, db: str | None) -> int:
     """How a patient's pre-screen status changed from run to run."""
-    trial = trial.strip().upper()
     patient_id = patient_id.removeprefix("Patient/")
-    with open_command_store(ctx, db) as store:
+    with open_existing_command_store(ctx, db) as store:
         rows = records.patient_history(store, trial, patient_id)
     if output_format == "json":
         click.echo(json.dumps({"trial": trial, "patient": f"Patient/{patient_id}", "runs": rows}, indent=2))

@@ -11,47 +11,42 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from connector.commands.options import command_config, store_url, trial_id
+from connector.commands.options import ALL_TRIALS, command_config, store_url
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError, ConnectorError
+
+if TYPE_CHECKING:
+    from connector.mapping.catalog import MappingSources
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def portfolio_options(func: F) -> F:
-    """--mappings, --include-not-recruiting, --allow-draft (shared by screen and run)."""
+    """--include-not-recruiting and --allow-draft (shared by screen and run; the mapping folders
+    come from connector.commands.options.mapping_options)."""
     func = click.option("--allow-draft", is_flag=True, help="Also screen trials whose mapping is a draft.")(func)
-    func = click.option("--include-not-recruiting", is_flag=True,
+    return click.option("--include-not-recruiting", is_flag=True,
                         help="Also screen trials whose registry record is not recruiting.")(func)
-    return click.option("--mappings", "mapping_dirs", multiple=True, type=click.Path(path_type=Path),
-                        help="Folder of mappings (repeatable), searched before the config's [mappings] dir "
-                             "and the bundled mappings.")(func)
 
 
-def portfolio_trials(ctx: click.Context, trial: str | None, mapping_path: Path | None,
-                     mapping_dirs: tuple[Path, ...], include_not_recruiting: bool, allow_draft: bool,
-                     db: str | None) -> tuple[list[Any], list[Any]]:
+def portfolio_trials(ctx: click.Context, trial: str | None, sources: "MappingSources", include_not_recruiting: bool,
+                     allow_draft: bool, db: str | None) -> tuple[list[Any], list[Any]]:
     """(trials to screen, trials skipped): connector.portfolio.trials PortfolioTrial and Skipped;
     skipped ones are also noted on stderr.
 
     `trial` None or 'all': the whole portfolio; an NCT id: that one trial (never skipped)."""
-    from connector.mapping.catalog import MappingSources
     from connector.portfolio.trials import select_trials
 
-    sources = MappingSources.of(files=[mapping_path] if mapping_path else [], dirs=mapping_dirs,
-                                config=command_config(ctx))
-    single = trial is not None and trial.strip().lower() != "all"
+    single = trial not in (None, ALL_TRIALS)
     trials, skipped = select_trials(sources, store_url(ctx, db), include_not_recruiting or single,
                                     allow_draft or single)
     if single:
-        wanted = trial_id(trial)  # type: ignore[arg-type]
-        trials = [t for t in trials if t.trial == wanted]
+        trials = [t for t in trials if t.trial == trial]
         if not trials:
-            raise ConfigError(f"no usable mapping for {wanted}")
+            raise ConfigError(f"no usable mapping for {trial}")
         return trials, []
     for note in skipped:
         click.echo(f"note: skipped {note.trial}: {note.note}", err=True)
@@ -61,12 +56,13 @@ def portfolio_trials(ctx: click.Context, trial: str | None, mapping_path: Path |
 
 
 def screen_many(ctx: click.Context, trial: str | None, source_arg: str, patient_ids: list[str] | None,
-                as_of: date, output_format: str, mapping_path: Path | None, mapping_dirs: tuple[Path, ...],
-                include_not_recruiting: bool, allow_draft: bool, site_country: str | None, db: str | None) -> int:
+                as_of: date, output_format: str, sources: "MappingSources", include_not_recruiting: bool,
+                allow_draft: bool, site_country: str | None, db: str | None) -> int:
+    """`screen` of the portfolio (or of one trial as a FHIR searchset): one pull, every trial."""
     from connector.portfolio.screening import screen_portfolio
     from connector.sources import open_source
 
-    trials, skipped = portfolio_trials(ctx, trial, mapping_path, mapping_dirs, include_not_recruiting, allow_draft, db)
+    trials, skipped = portfolio_trials(ctx, trial, sources, include_not_recruiting, allow_draft, db)
     config = command_config(ctx)
     source = open_source(source_arg, config)
     if not source.is_local and not patient_ids:

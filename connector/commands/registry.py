@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from connector.commands.options import command_config, db_option, open_command_store
+from connector.commands.options import command_config, db_option, open_command_store, open_existing_command_store
 from connector.errors import ConnectorError
 from connector.registry.client import OVERALL_STATUSES, CtGovClient, SearchQuery
 from connector.registry.ids import normalise_all
@@ -108,7 +108,7 @@ def show(ctx: click.Context, nct_ids: tuple[str, ...], fmt: str, db: str | None)
     ids = normalise_all(nct_ids)
     found: list[dict] = []
     missing = 0
-    with open_command_store(ctx, db) as store:
+    with open_existing_command_store(ctx, db) as store:
         for nct_id in ids:
             record = latest_trial_record(store, nct_id)
             if record is None:
@@ -151,7 +151,7 @@ def changes(ctx: click.Context, nct_ids: tuple[str, ...], since: str | None, db:
             raise click.BadParameter("'auto' is for sync; give a date", param_hint="--since")
     ids = normalise_all(nct_ids)
     missing = 0
-    with open_command_store(ctx, db) as store:
+    with open_existing_command_store(ctx, db) as store:
         for nct_id in ids:
             if trial_state(store, nct_id) is None:
                 missing += 1

@@ -8,28 +8,29 @@ from pathlib import Path
 
 import click
 
-from connector.commands.options import command_config, db_option, open_command_store, trial_id
+from connector.commands.options import (db_option, mapping_options, mapping_sources, open_existing_command_store,
+                                        trial_option)
 from connector.errors import ConnectorError
+from connector.mapping.catalog import MappingSources, load_resolved
+from connector.mapping.model import Mapping
 
 
 @click.command()
-@click.option("--trial", required=True, help="NCT id.")
+@trial_option()
 @click.option("--format", "output_format", type=click.Choice(["table", "json", "csv", "html"]), default="table",
               show_default=True, help="csv is the work list, one row per item.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write to FILE instead of stdout (html is usually written to a file).")
-@click.option("--mappings", "mapping_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Folder of mappings (repeatable) to find the trial's criteria order in.")
+@mapping_options
 @db_option
 @click.pass_context
 def report(ctx: click.Context, trial: str, output_format: str, out_path: Path | None,
-           mapping_dirs: tuple[Path, ...], db: str | None) -> int:
+           mapping_files: tuple[Path, ...], mapping_dirs: tuple[Path, ...], db: str | None) -> int:
     """A trial's feasibility report from stored results: funnel, work list, changes, trend."""
     from connector.portfolio.feasibility import build_feasibility
 
-    trial = trial_id(trial)
-    mapping = _mapping(ctx, trial, mapping_dirs)
-    with open_command_store(ctx, db) as store:
+    mapping = _mapping(trial, mapping_sources(ctx, mapping_files, mapping_dirs))
+    with open_existing_command_store(ctx, db) as store:
         feasibility = build_feasibility(store, trial, mapping)
     if not feasibility.patients:
         click.echo(f"warning: no stored results for {trial} (run `trial-connector run --trial {trial}` first)",
@@ -51,12 +52,10 @@ def report(ctx: click.Context, trial: str, output_format: str, out_path: Path | 
     return 0
 
 
-def _mapping(ctx: click.Context, trial: str, mapping_dirs: tuple[Path, ...]):  # noqa: ANN202
+def _mapping(trial: str, sources: MappingSources) -> Mapping | None:
     """The trial's mapping for criterion order and the work list; None (with a warning) if absent."""
-    from connector.mapping.catalog import MappingSources, load_resolved
-
     try:
-        return load_resolved(trial, MappingSources.of(dirs=mapping_dirs, config=command_config(ctx)))[1]
+        return load_resolved(trial, sources)[1]
     except ConnectorError as exc:
         click.echo(f"warning: {exc}; criteria are listed in stored order and no work list is made", err=True)
         return None

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from connector.commands.options import command_config, db_option, open_command_store
+from connector.commands.options import command_config, db_option, open_existing_command_store, trial_option
 from connector.errors import ConfigError, ConnectorError
 from connector.results import STATUSES, PatientResult, ScreenReport
 from connector.scheduled import records
@@ -20,7 +20,7 @@ from connector.store import Store
 
 
 @click.command()
-@click.option("--trial", required=True, help="NCT id.")
+@trial_option()
 @click.option("--status", type=click.Choice(list(STATUSES)), default=None, help="Only patients with this status.")
 @click.option("--new-since-last-run", "new_only", is_flag=True,
               help="Only patients whose status is new (first result or changed) in the last run.")
@@ -35,10 +35,9 @@ from connector.store import Store
 def results(ctx: click.Context, trial: str, status: str | None, new_only: bool, output_format: str, post: bool,
             server_arg: str | None, db: str | None) -> int:
     """Show stored results: table, JSON (as `screen --format json`), CSV, or FHIR ResearchSubjects."""
-    trial = trial.strip().upper()
     if post and output_format != "fhir":
         raise ConfigError("--post writes ResearchSubject resources: use it with --format fhir")
-    with open_command_store(ctx, db) as store:
+    with open_existing_command_store(ctx, db) as store:
         last = records.latest_run_of_trial(store, trial)
         wanted = records.changed_in_run(store, trial, last.id) if new_only and last else (set() if new_only else None)
         rows = records.latest_results(store, trial, status, wanted)
@@ -51,7 +50,7 @@ def results(ctx: click.Context, trial: str, status: str | None, new_only: bool, 
                 click.echo(f"posted {len(rows)} ResearchSubject(s) for {trial}", err=True)
             click.echo(json.dumps(bundle, indent=2, ensure_ascii=False))
             return 0
-    report = _report(trial, as_of, patients)
+    report = _report(trial, as_of, patients, rows, last)
     if output_format == "json":
         from connector.report.json_out import render_json
 
@@ -70,19 +69,24 @@ def results(ctx: click.Context, trial: str, status: str | None, new_only: bool, 
 
 def report_mapping(trial: str) -> Any:
     """The trial's mapping when it can be found (for criterion order and types), else None."""
-    from connector.mapping import find_mapping, load_mapping
+    from connector.mapping.catalog import MappingSources, load_resolved
 
+    ctx = click.get_current_context(silent=True)
     try:
-        return load_mapping(find_mapping(trial))
+        return load_resolved(trial, MappingSources.of(config=command_config(ctx) if ctx else None))[1]
     except ConnectorError:
         return None
 
 
-def _report(trial: str, as_of: str, patients: list[PatientResult]) -> ScreenReport:
+def _report(trial: str, as_of: str, patients: list[PatientResult], rows: list[dict[str, Any]],
+            last: records.RunRow | None) -> ScreenReport:
+    """The stored results as a report naming the mapping file and hash that produced them
+    (recorded in the run's plan; older runs: the hash stored with the results)."""
+    used = ((last.plan or {}).get("mappings") or {}).get(trial, {}) if last and isinstance(last.plan, dict) else {}
     mapping = report_mapping(trial)
-    name = mapping.file.name if mapping is not None and mapping.file else "unknown"
-    return ScreenReport(trial, f"mappings/{name}" if mapping else name, mapping.criteria_hash if mapping else "",
-                        date.fromisoformat(as_of), patients)
+    sha256 = used.get("sha256") or next((r["mapping_hash"] for r in rows if r.get("mapping_hash")), None)
+    return ScreenReport(trial, used.get("file") or "unknown", mapping.criteria_hash if mapping else "",
+                        date.fromisoformat(as_of), patients, sha256)
 
 
 def _table(report: ScreenReport, trial: str) -> None:

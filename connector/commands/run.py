@@ -12,8 +12,10 @@ from pathlib import Path
 
 import click
 
-from connector.commands.options import command_config, db_option, open_command_store, trial_id
+from connector.commands.options import (ALL_TRIALS, command_config, db_option, mapping_options, mapping_sources,
+                                        open_command_store, trial_option)
 from connector.commands.portfolio import portfolio_options, portfolio_trials
+from connector.mapping.catalog import check_explicit_files
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
 from connector.scheduled.progress import Progress
@@ -24,8 +26,7 @@ SHOWN_ERRORS = 20
 
 
 @click.command()
-@click.option("--trial", "trials", multiple=True,
-              help="NCT id (repeatable); omit it or give 'all' to run every available mapping (the portfolio).")
+@trial_option(multiple=True, portfolio=True)
 @click.option("--source", "source_arg", required=True,
               help="FHIR base URL, configured server name, or a local folder/file of FHIR data.")
 @click.option("--since", default=None, metavar="auto|INSTANT",
@@ -34,34 +35,37 @@ SHOWN_ERRORS = 20
 @click.option("--bulk", is_flag=True, help="Read the server through Bulk Data $export instead of per-patient REST.")
 @click.option("--group", default=None, help="Only members of this Group (REST) / Group-level export (--bulk).")
 @click.option("--patient", "patient_ids", multiple=True, help="Only these patient ids (repeatable).")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Screening date YYYY-MM-DD (default: today).")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="ISO-DATE",
+              help="Screening date as an ISO date, YYYY-MM-DD (default: today).")
+@mapping_options
+@portfolio_options
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="Patients fetched at once from a server (default: the server's `concurrency`, 4).")
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
               help="Where --bulk downloads go (mode 0700; removed after the run).")
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country).")
-@portfolio_options
 @db_option
 @click.pass_context
 def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str | None, bulk: bool,
-        group: str | None, patient_ids: tuple[str, ...], as_of, concurrency: int | None, work_dir: Path | None,
-        site_country: str | None, mapping_dirs: tuple[Path, ...], include_not_recruiting: bool, allow_draft: bool,
-        db: str | None) -> int:
+        group: str | None, patient_ids: tuple[str, ...], as_of, mapping_files: tuple[Path, ...],
+        mapping_dirs: tuple[Path, ...], include_not_recruiting: bool, allow_draft: bool, concurrency: int | None,
+        work_dir: Path | None, site_country: str | None, db: str | None) -> int:
     """Screen a population against trials, store the results, report who is new."""
-    if not trials or any(t.strip().lower() == "all" for t in trials):
-        portfolio, _ = portfolio_trials(ctx, None, None, mapping_dirs, include_not_recruiting, allow_draft, db)
-        specs = [TrialSpec.load(t.trial, t.entry.path) for t in portfolio]
-    else:
-        specs = [TrialSpec.load(t) for t in dict.fromkeys(trial_id(t) for t in trials)]
     if since is not None and since != "auto" and not INSTANT.match(since):
         raise ConfigError(f"--since {since!r}: give 'auto' or an ISO instant such as 2026-01-31T00:00:00Z")
     if bulk and Path(source_arg).exists():
         raise ConfigError("--bulk reads a FHIR server; a local folder is read directly (drop --bulk)")
     config = command_config(ctx)
+    sources = mapping_sources(ctx, mapping_files, mapping_dirs)
+    if not trials or ALL_TRIALS in trials:
+        portfolio, _ = portfolio_trials(ctx, None, sources, include_not_recruiting, allow_draft, db)
+        specs = [TrialSpec.load(t.trial, t.entry.path) for t in portfolio]
+    else:
+        check_explicit_files(trials, sources)
+        specs = [TrialSpec.load(t, sources=sources) for t in trials]
     options = RunOptions(
-        trials=specs, source=source_arg, as_of=as_of.date() if as_of else None,
-        since=since, bulk=bulk, group=group, patient_ids=list(patient_ids) or None, concurrency=concurrency,
+        trials=specs, source=source_arg,
+        as_of=as_of.date() if as_of else None, since=since, bulk=bulk, group=group, patient_ids=list(patient_ids) or None, concurrency=concurrency,
         work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
     with open_command_store(ctx, db) as store:
         for spec in options.trials:
@@ -73,6 +77,8 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
     resumed = " (resumed)" if outcome.resumed else ""
     click.echo(f"run {r.id}{resumed}, {r.mode}, as of {r.as_of}: screened {r.screened}, candidates {r.candidates}, "
                f"possible {r.possible}, excluded {r.excluded}, errors {r.errors}, new since last run {r.new_count}")
+    for spec in options.trials:
+        click.echo(f"  {spec.trial} mapping: {spec.mapping_name} sha256 {spec.mapping_hash}")
     for pid, message in outcome.errors[:SHOWN_ERRORS]:
         click.echo(f"error: Patient/{pid}: {message}", err=True)
     if r.errors > SHOWN_ERRORS:

@@ -15,76 +15,66 @@ from pathlib import Path
 
 import click
 
-from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError
-from connector.evaluation import evaluate_patient
-from connector.commands.options import command_config, db_option, store_url, trial_id
+from connector import api
+from connector.commands.options import (ALL_TRIALS, command_config, db_option, mapping_options, mapping_sources,
+                                        store_url, trial_option)
 from connector.commands.portfolio import portfolio_options
-from connector.mapping import data_needs, load_trial_mapping
-from connector.mapping.loader import display_name
-from connector.results import ScreenReport
+from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError
+from connector.mapping.catalog import check_explicit_files
 from connector.trial_record import criteria_hash_warning, stored_criteria_text_at
 
 log = logging.getLogger(__name__)
 
 
 @click.command()
-@click.option("--trial", default=None,
-              help="NCT id, e.g. NCT05773274; omit it or give 'all' to screen every available mapping.")
+@trial_option(portfolio=True)
 @click.option("--source", "source_arg", required=True,
               help="FHIR base URL, configured server name, or a local path (Bundles, resources, NDJSON).")
 @click.option("--patient", "patient_ids", multiple=True, help="Patient id to screen (repeatable).")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Screening date YYYY-MM-DD (default: today).")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="ISO-DATE",
+              help="Screening date as an ISO date, YYYY-MM-DD (default: today).")
 @click.option("--format", "output_format", type=click.Choice(["table", "json", "fhir"]), default="table",
               show_default=True, help="fhir: a searchset Bundle of ResearchStudy for one patient.")
-@click.option("--mapping", "mapping_path", type=click.Path(path_type=Path), default=None,
-              help="Mapping file (default: mappings/<NCT>.yaml).")
+@mapping_options
+@portfolio_options
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country, US).")
 @click.option("--trial-record", type=click.Path(path_type=Path), default=None,
               help="CT.gov API v2 record to check the mapping's criteria hash against "
-                   "(default: the trial as synced in the store, else examples/ctgov/<NCT>.json).")
-@portfolio_options
+                   "(default: the trial as synced in the store, else the record bundled with the mapping).")
 @db_option
 @click.pass_context
 def screen(ctx: click.Context, trial: str | None, source_arg: str, patient_ids: tuple[str, ...], as_of,
-           output_format: str, mapping_path: Path | None, site_country: str | None, trial_record: Path | None,
-           mapping_dirs: tuple[Path, ...], include_not_recruiting: bool, allow_draft: bool, db: str | None) -> int:
+           output_format: str, mapping_files: tuple[Path, ...], mapping_dirs: tuple[Path, ...],
+           include_not_recruiting: bool, allow_draft: bool, site_country: str | None, trial_record: Path | None,
+           db: str | None) -> int:
     """Pre-screen patients for one trial, or rank every available trial for them (the portfolio)."""
-    screening_date: date = as_of.date() if as_of else date.today()
-    if trial is None or trial.strip().lower() == "all" or output_format == "fhir":
+    sources = mapping_sources(ctx, mapping_files, mapping_dirs)
+    if trial in (None, ALL_TRIALS) or output_format == "fhir":
         from connector.commands.portfolio import screen_many
 
-        return screen_many(ctx, trial, source_arg, list(patient_ids) or None, screening_date, output_format,
-                           mapping_path, mapping_dirs, include_not_recruiting, allow_draft, site_country, db)
-    from connector.sources import open_source  # the source layer pulls in HTTP only when needed
-
-    trial = trial_id(trial)
-    path, mapping = load_trial_mapping(trial, mapping_path)
-    name = display_name(path)
-    warning = criteria_hash_warning(mapping, name, stored_criteria_text_at(store_url(ctx, db), trial), trial_record)
-    if warning:
+        return screen_many(ctx, trial, source_arg, list(patient_ids) or None,
+                           as_of.date() if as_of else date.today(), output_format, sources,
+                           include_not_recruiting, allow_draft, site_country, db)
+    check_explicit_files([trial], sources)
+    loaded = api.load_mapping(trial, sources=sources)
+    stored_text = stored_criteria_text_at(store_url(ctx, db), trial)
+    for warning in mapping_warnings(loaded, stored_text, trial_record):
         click.echo(f"warning: {warning}", err=True)
 
+    if not patient_ids and not Path(source_arg).exists():
+        raise ConnectorError(f"{source_arg}: give --patient ID for a FHIR server (whole server populations are "
+                             "screened by the scheduled run, not by screen)")
     config = command_config(ctx)
     country = (site_country or config.site_country or "US").upper()
-    source = open_source(source_arg, config)
-    if not source.is_local and not patient_ids:
-        raise ConnectorError(f"{source.describe()}: give --patient ID (whole server populations are screened "
-                             "by the scheduled run, not by screen)")
-
-    report = ScreenReport(trial, name, mapping.criteria_hash, screening_date)
-    failed = 0
-    needs = data_needs(mapping, screening_date)
-    for patient_id, item in source.iter_facts(needs, list(patient_ids) or None):
-        if isinstance(item, ConnectorError):
-            failed += 1
-            click.echo(f"error: Patient/{patient_id}: {item}", err=True)
-            continue
-        report.patients.append(evaluate_patient(mapping, item, screening_date, country))
-    if source.errors:
-        click.echo(f"warning: {len(source.errors)} problem(s) reading {source.describe()}; "
+    outcome = api.screen_source(source_arg, loaded, patient_ids=patient_ids, site_country=country, config=config,
+                                as_of=as_of.date() if as_of else date.today())
+    for patient_id, message in outcome.patient_errors:
+        click.echo(f"error: Patient/{patient_id}: {message}", err=True)
+    if outcome.source_errors:
+        click.echo(f"warning: {len(outcome.source_errors)} problem(s) reading {outcome.source_name}; "
                    "data in them was not screened", err=True)
-    log.info("screened %d patient(s) for %s, %d failed", len(report.patients), trial, failed)
+    report = outcome.report
+    log.info("screened %d patient(s) for %s, %d failed", len(report.patients), trial, len(outcome.patient_errors))
 
     if output_format == "json":
         from connector.report.json_out import render_json
@@ -93,5 +83,15 @@ def screen(ctx: click.Context, trial: str | None, source_arg: str, patient_ids: 
     else:
         from connector.report.table import render_table
 
-        click.echo(render_table(report, mapping))
-    return EXIT_PARTIAL if failed or source.errors else EXIT_OK
+        click.echo(render_table(report, loaded.mapping))
+    return EXIT_PARTIAL if outcome.patient_errors or outcome.source_errors else EXIT_OK
+
+
+def mapping_warnings(loaded: api.TrialMapping, stored_text: str | None, trial_record: Path | None = None) -> list[str]:
+    """What the user must know before trusting a screen with this mapping: which file it is, and
+    whether it was written from other registry text than the trial's current one."""
+    warnings = []
+    hash_warning = criteria_hash_warning(loaded.mapping, loaded.file, stored_text, trial_record)
+    if hash_warning:
+        warnings.append(hash_warning)
+    return warnings

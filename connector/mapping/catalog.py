@@ -81,13 +81,13 @@ def available_mappings(sources: MappingSources | None = None) -> list[MappingEnt
     """Every mapping file the sources hold, in precedence order (an earlier one shadows a later
     one for the same trial). Unreadable files are listed with their problem, not raised."""
     sources = sources or MappingSources()
-    entries = [_entry(path, FILE) for path in sources.files]
+    entries = [mapping_entry(path, FILE) for path in sources.files]
     for kind, folder in sources.places():
         if not folder.is_dir():
             if kind != BUNDLED:
                 raise MappingError(f"mapping folder {folder} ({kind}) not found")
             continue
-        entries.extend(_entry(path, kind) for path in sorted(folder.iterdir())
+        entries.extend(mapping_entry(path, kind) for path in sorted(folder.iterdir())
                        if path.suffix in MAPPING_SUFFIXES and path.is_file())
     return entries
 
@@ -133,7 +133,7 @@ def check_explicit_files(trials: Iterable[str], sources: MappingSources) -> None
     """A `--mapping FILE` that maps none of the trials asked for is a mistake, not something to skip."""
     wanted = {normalise_nct_id(t) for t in trials}
     for path in sources.files:
-        entry = _entry(path, FILE)
+        entry = mapping_entry(path, FILE)
         if entry.problem:
             raise MappingError(entry.problem)
         if entry.trial not in wanted:
@@ -144,7 +144,7 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _entry(path: Path, kind: str) -> MappingEntry:
+def mapping_entry(path: Path, kind: str = FILE) -> MappingEntry:
     """An entry for one file; the trial id is read from the file's `trial` key."""
     if not path.is_file():
         return MappingEntry(None, path, kind, "", f"mapping file {display_name(path)} not found")

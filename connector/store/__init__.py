@@ -11,9 +11,9 @@ SQL is written once with `?` placeholders; `store.dialect` supplies column types
 connector.store.migrations for how to add one. Timestamps are ISO-8601 UTC text (`utc_now`).
 """
 
-from connector.store.connect import is_postgres_url, open_store, redact_url
+from connector.store.connect import is_postgres_url, open_existing_store, open_store, redact_url
 from connector.store.dialect import Dialect
 from connector.store.store import Store
 from connector.store.time import format_timestamp, utc_now
 
-__all__ = ["Dialect", "Store", "format_timestamp", "is_postgres_url", "open_store", "redact_url", "utc_now"]
+__all__ = ["Dialect", "Store", "format_timestamp", "is_postgres_url", "open_existing_store", "open_store", "redact_url", "utc_now"]

@@ -49,6 +49,29 @@ def open_store(url: str, *, migrate_schema: bool = True) -> Store:
     return store
 
 
+def open_existing_store(url: str) -> Store:
+    """As open_store, for read-only commands: a store that does not exist yet is an error saying
+    so, never an empty store created as a side effect (SQLite: no file; PostgreSQL: no tables)."""
+    if not is_postgres_url(url):
+        path = sqlite_path(url)
+        if path != ":memory:" and not Path(path).is_file():
+            raise StoreError(f"store {path} does not exist (a `run` or `registry sync` creates it; "
+                             "or give --db / TRIAL_CONNECTOR_DB / [store] url)")
+        return open_store(url)
+    store = open_store(url, migrate_schema=False)
+    try:
+        found = store.scalar("SELECT COUNT(*) AS n FROM information_schema.tables "
+                             "WHERE table_schema = current_schema() AND table_name = 'schema_version'")
+        if not found:
+            raise StoreError(f"store {store.location} does not exist: the database has no trial-connector tables "
+                             "(a `run` or `registry sync` creates them)")
+        migrate(store)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 def sqlite_path(url: str) -> str:
     """`sqlite:///abs/path`, `sqlite:relative` or a bare path -> the file path."""
     if url.startswith("sqlite:///"):
