@@ -91,6 +91,7 @@ class Cost:
     requests: int
     bytes: int
     seconds: float
+    evaluate_seconds: float  # of `seconds`, spent evaluating criteria (the rest is fetching and parsing)
 
 
 def screen(base_url: str, ids: list[str], trials: list[Mapping], one_pull: bool) -> Cost:
@@ -98,28 +99,42 @@ def screen(base_url: str, ids: list[str], trials: list[Mapping], one_pull: bool)
     client.connect()
     source = RestSource(client)
     before = client.stats.snapshot()
+    evaluating = 0.0
+
+    def evaluate(mapping: Mapping, facts: Any) -> None:
+        nonlocal evaluating
+        begun = time.perf_counter()
+        evaluate_patient(mapping, facts, AS_OF)
+        evaluating += time.perf_counter() - begun
+
     started = time.perf_counter()
     if one_pull:
         needs = merged_needs([PortfolioTrial(None, m, None) for m in trials], AS_OF)  # type: ignore[arg-type]
         for pid in ids:
             facts = patient_facts(pid, source.patient_resources(pid, needs))
             for mapping in trials:
-                evaluate_patient(mapping, facts, AS_OF)
+                evaluate(mapping, facts)
     else:
         for mapping in trials:
             needs = data_needs(mapping, AS_OF)
             for pid in ids:
-                evaluate_patient(mapping, patient_facts(pid, source.patient_resources(pid, needs)), AS_OF)
+                evaluate(mapping, patient_facts(pid, source.patient_resources(pid, needs)))
     seconds = time.perf_counter() - started
     after = client.stats.snapshot()
     source.close()
-    return Cost(after.requests - before.requests, after.bytes - before.bytes, seconds)
+    return Cost(after.requests - before.requests, after.bytes - before.bytes, seconds, evaluating)
+
+
+def best(repeat: int, *args: Any) -> Cost:
+    """The fastest of `repeat` runs: the machine is shared, the slower runs measure the neighbours."""
+    return min((screen(*args) for _ in range(repeat)), key=lambda c: c.seconds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=60)
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 3, 10])
+    parser.add_argument("--repeat", type=int, default=2, help="runs per measurement; the fastest is shown")
     parser.add_argument("--synthea", type=Path, default=next(
         (p / "shared" / "synthea" for p in ROOT.parents if (p / "shared" / "synthea").is_dir()), None),
         help="folder of the Synthea NDJSON export (default: the nearest ../shared/synthea)")
@@ -134,15 +149,17 @@ def main() -> None:
         rows = []
         for count in args.counts:
             trials = mappings(count)
-            rows.append((count, screen(server.base_url, ids, trials, True), screen(server.base_url, ids, trials, False)))
+            rows.append((count, best(args.repeat, server.base_url, ids, trials, True),
+                         best(args.repeat, server.base_url, ids, trials, False)))
         n = len(ids)
         first = rows[0][1]
-        print(f"{'trials':>6} | {'one pull: req/pt':>16} {'KiB/pt':>7} {'ms/pt':>7} {'x N=1':>6} | "
-              f"{'per-trial pulls: req/pt':>23} {'KiB/pt':>7} {'ms/pt':>7} | {'time saved':>10}")
+        print(f"{'trials':>6} | {'one pull: req/pt':>16} {'KiB/pt':>7} {'ms/pt':>7} {'eval ms/pt':>10} {'x N=1':>6} | "
+              f"{'per-trial pulls: req/pt':>23} {'KiB/pt':>7} {'ms/pt':>7} {'x N=1':>6} | {'one pull faster':>15}")
         for count, one, separate in rows:
             print(f"{count:>6} | {one.requests / n:16.2f} {one.bytes / n / 1024:7.1f} {one.seconds / n * 1000:7.1f} "
-                  f"{one.seconds / first.seconds:6.2f} | {separate.requests / n:23.2f} {separate.bytes / n / 1024:7.1f} "
-                  f"{separate.seconds / n * 1000:7.1f} | {separate.seconds / one.seconds:9.2f}x")
+                  f"{one.evaluate_seconds / n * 1000:10.1f} {one.seconds / first.seconds:6.2f} | "
+                  f"{separate.requests / n:23.2f} {separate.bytes / n / 1024:7.1f} {separate.seconds / n * 1000:7.1f} "
+                  f"{separate.seconds / rows[0][2].seconds:6.2f} | {separate.seconds / one.seconds:14.2f}x")
 
 
 if __name__ == "__main__":
