@@ -192,3 +192,29 @@ def test_not_recruiting_trials_are_skipped_with_a_note_unless_asked(cohort, tmp_
     code, out, _ = invoke("screen", "--trial", "NCT03934567", "--source", str(cohort), "--as-of", AS_OF,
                           "--patient", "net01", "--format", "fhir", "--mappings", str(maps), "--db", db)
     assert code == 0 and json.loads(out)["entry"][0]["resource"]["status"] == "closed-to-accrual"
+
+
+def test_draft_mappings_are_skipped_unless_allowed(monkeypatch):
+    """A mapping with `status: draft` (issue 12) is left out of the portfolio unless --allow-draft."""
+    from connector.mapping.model import Mapping
+    from connector.portfolio import trials as portfolio_trials
+
+    @dataclasses.dataclass(frozen=True)
+    class DraftMapping(Mapping):
+        status: str = "draft"
+
+    real = portfolio_trials.load_mapping
+
+    def load(path):  # noqa: ANN001, ANN202
+        mapping = real(path)
+        if mapping.trial != "NCT05147467":
+            return mapping
+        return DraftMapping(**{f.name: getattr(mapping, f.name) for f in dataclasses.fields(Mapping)
+                               if f.name != "status"})
+
+    monkeypatch.setattr(portfolio_trials, "load_mapping", load)
+    chosen, skipped = select_trials(MappingSources(), None)
+    assert [t.trial for t in chosen] == ["NCT04267848", "NCT05773274"]
+    assert [(s.trial, "draft" in s.note) for s in skipped] == [("NCT05147467", True)]
+    chosen, skipped = select_trials(MappingSources(), None, allow_draft=True)
+    assert [t.trial for t in chosen] == TRIALS and skipped == []
