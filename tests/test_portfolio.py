@@ -218,3 +218,35 @@ def test_draft_mappings_are_skipped_unless_allowed(monkeypatch):
     assert [(s.trial, "draft" in s.note) for s in skipped] == [("NCT05147467", True)]
     chosen, skipped = select_trials(MappingSources(), None, allow_draft=True)
     assert [t.trial for t in chosen] == TRIALS and skipped == []
+
+
+@pytest.mark.server
+def test_one_pull_over_rest_costs_the_requests_of_one_trial(fhir_server, monkeypatch):
+    """Over REST the portfolio makes exactly the requests a single-trial screen makes."""
+    import requests
+
+    bundles = [*(ROOT / "examples" / "patients").glob("*.json"), *(ROOT / "examples" / "portfolio").glob("*.json")]
+    for path in sorted(bundles):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data["resourceType"] == "Bundle":  # the malformed single Observation is not one
+            response = requests.post(fhir_server.base_url, json=data, headers=fhir_server.admin_headers(), timeout=60)
+            assert response.status_code == 200, (path.name, response.text[:300])
+    sent: list[str] = []
+    original = requests.Session.send
+
+    def send(self, request, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        sent.append(request.url)
+        return original(self, request, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "send", send)
+    patients = ["--patient", "net01", "--patient", "lung19", "--patient", "cll20"]
+    code, out, err = invoke("screen", "--source", fhir_server.base_url, *patients, "--as-of", AS_OF, "--format", "json")
+    assert code == 0, err
+    portfolio_requests = len(sent)
+    ranking = {r["patient"]: r["trials"][0] for r in json.loads(out)["ranking"]}
+    assert ranking == {"Patient/net01": "NCT05773274", "Patient/lung19": "NCT04267848", "Patient/cll20": "NCT05147467"}
+    sent.clear()
+    code, _, err = invoke("screen", "--trial", "NCT05773274", "--source", fhir_server.base_url, *patients,
+                          "--as-of", AS_OF, "--format", "json")
+    assert code == 0, err
+    assert portfolio_requests == len(sent) > 0, (portfolio_requests, len(sent))
