@@ -2,16 +2,19 @@
 
 Each sub-command lives in `connector/commands/<name>.py`; loading them lazily keeps
 `trial-connector --help` fast and lets one command's heavy imports not slow the others.
+The global options (-v, --config, --db) are accepted before or after the sub-command.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "history": "connector.commands.history:history",
     "report": "connector.commands.report:report",
     "registry": "connector.commands.registry:registry",
+    "mappings": "connector.commands.mappings:mappings",
 }
 
 
@@ -38,6 +42,7 @@ class AppContext:
 
     config_path: Path | None = None
     verbosity: int = 0
+    db: str | None = None  # the global --db; a command's own --db wins
     _config: Config | None = field(default=None, repr=False)
 
     @property
@@ -45,6 +50,71 @@ class AppContext:
         if self._config is None:
             self._config = load_config(self.config_path)
         return self._config
+
+
+def _app(ctx: click.Context) -> AppContext:
+    app = ctx.find_object(AppContext)
+    if app is None:  # a command run without the root group (tests)
+        app = ctx.ensure_object(AppContext)
+    return app
+
+
+def _set_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        app = _app(ctx)
+        app.config_path, app._config = value, None
+
+
+def _add_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    if value:
+        app = _app(ctx)
+        app.verbosity += value
+        setup_logging(app.verbosity)
+
+
+def _set_db(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        _app(ctx).db = value
+
+
+def _global_params(with_db: bool) -> list[click.Parameter]:
+    """-v, --config (and --db) accepted after the sub-command too: `trial-connector run ... -v`."""
+    params: list[click.Parameter] = [
+        click.Option(["--config", "config_path"], type=click.Path(path_type=Path), default=None, expose_value=False,
+                     callback=_set_config, is_eager=True,
+                     help="TOML config file (default: ./trial-connector.toml if present)."),
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_add_verbosity,
+                     help="More log output on stderr (-v info, -vv debug). Never PHI."),
+    ]
+    if with_db:
+        params.append(click.Option(["--db"], metavar="PATH_OR_URL", default=None, expose_value=False,
+                                   callback=_set_db, help="Store: a SQLite file or postgresql://... URL."))
+    return params
+
+
+def with_global_options(command: click.Command) -> click.Command:
+    """Give a (lazily imported) command the global options, and check the config before its body
+    runs, so a bad config file stops every command at start-up, never mid-run."""
+    if getattr(command, "_has_global_options", False):
+        return command
+    names = {opt for p in command.params for opt in getattr(p, "opts", [])}
+    command.params.extend(p for p in _global_params(with_db=True) if not set(p.opts) & names)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            with_global_options(sub)
+    elif command.callback is not None:
+        body = command.callback
+
+        @functools.wraps(body)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            ctx = click.get_current_context()
+            if isinstance(ctx.find_object(AppContext), AppContext):
+                _ = ctx.find_object(AppContext).config  # type: ignore[union-attr]
+            return body(*args, **kwargs)
+
+        command.callback = checked
+    command._has_global_options = True  # type: ignore[attr-defined]
+    return command
 
 
 class LazyGroup(click.Group):
@@ -58,7 +128,7 @@ class LazyGroup(click.Group):
         if target is None or not self._available(cmd_name):
             return None
         module_name, attr = target.split(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return with_global_options(getattr(importlib.import_module(module_name), attr))
 
     @staticmethod
     def _available(name: str) -> bool:
@@ -66,9 +136,11 @@ class LazyGroup(click.Group):
 
 
 def setup_logging(verbosity: int) -> None:
-    """Logs go to stderr so stdout stays machine-readable (json/csv output)."""
+    """Logs go to stderr so stdout stays machine-readable (json/csv output). Called again when
+    -v follows the sub-command."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
     if verbosity < 3:  # urllib3 logs full URLs with query strings; keep them for -vvv only
         logging.getLogger("urllib3").setLevel(max(level, logging.INFO))
 
@@ -77,16 +149,18 @@ def setup_logging(verbosity: int) -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="TOML config file (default: ./trial-connector.toml if present).")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug). Never PHI.")
+@click.option("--db", default=None, metavar="PATH_OR_URL",
+              help="Store: a SQLite file or postgresql://... URL (also accepted after the sub-command).")
 @click.version_option(__version__, prog_name="trial-connector")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: Path | None, verbose: int, db: str | None) -> None:
     """Find and explain clinical-trial pre-screen candidates in FHIR R4 data.
 
     A pre-screen is not an enrolment decision: it lists candidates, with evidence,
     for a person to review.
     """
     setup_logging(verbose)
-    ctx.obj = AppContext(config_path=config_path, verbosity=verbose)
+    ctx.obj = AppContext(config_path=config_path, verbosity=verbose, db=db)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ Example::
     retry_after_cap = 120 # seconds: longest Retry-After we will sleep
     concurrency = 4
     narrow_observations = true   # code=/date=ge on Observation searches (see bench/README.md)
+    post_results = false  # true when `results --post` writes ResearchSubjects here
 
     [servers.hospital.auth]
     type = "smart"        # none | basic | bearer | smart
@@ -20,7 +21,7 @@ Example::
     private_key_file = "/etc/trial-connector/key.pem"   # or jwks_file
     # private_key_env = "HOSPITAL_KEY"                  # PEM text from the environment
     algorithm = "RS384"   # or ES384
-    scope = "system/Patient.rs system/Observation.rs"
+    # scope = "..."     # default: read scopes of every type the connector reads (`servers check` lists them)
     # token_url = "..."   # else discovered at [base]/.well-known/smart-configuration
     # basic: username + password_env;  bearer: token_env
 
@@ -32,7 +33,14 @@ Example::
     requests_per_minute = 50
 
     [site]
-    country = "US"
+    country = "US"        # ISO 3166-1 alpha-2
+
+    [mappings]
+    dir = "mappings"      # relative to this file; searched after --mapping/--mappings, before the bundled ones
+
+The file is checked when it is read (connector.config_file): wrong types, out-of-range values,
+URLs without a scheme, unknown tables or keys and secrets written into the file are errors
+naming the key.
 """
 
 from __future__ import annotations
@@ -63,7 +71,7 @@ class AuthConfig:
     jwks_file: str | None = None
     key_id: str | None = None
     algorithm: str = "RS384"
-    scope: str = "system/*.rs"
+    scope: str | None = None  # None: the read scopes of every type the connector reads (connector.fhir.scopes)
     token_url: str | None = None
 
     def secret(self, env_name: str | None) -> str | None:
@@ -92,6 +100,7 @@ class ServerConfig:
     # Send `code=`/`date=ge` on Observation searches. Fewer bytes, but some servers answer such
     # searches slowly (bench/README.md): measure on yours and turn it off if so.
     narrow_observations: bool = True
+    post_results: bool = False  # `results --post` writes here: `servers check` then wants write scopes too
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
@@ -122,19 +131,9 @@ class Config:
         raise ConfigError(f"unknown FHIR server {url_or_name!r} (known: {known}); give a URL or a configured name")
 
 
-def _build(cls: type, data: dict[str, Any], where: str, **extra: Any) -> Any:
-    allowed = set(cls.__dataclass_fields__) - set(extra)
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
-    try:
-        return cls(**data, **extra)
-    except TypeError as exc:  # pragma: no cover - guarded by the check above
-        raise ConfigError(f"{where}: {exc}") from None
-
-
 def load_config(path: str | Path | None = None) -> Config:
-    """Read the TOML config. A missing default file gives the defaults; a missing named file is an error."""
+    """Read and check the TOML config. A missing default file gives the defaults; a missing named
+    file is an error. Every mistake is one ConfigError naming the file, the table and the key."""
     explicit = path is not None
     cfg_path = Path(path) if explicit else DEFAULT_CONFIG_PATH
     if not cfg_path.exists():
@@ -145,23 +144,21 @@ def load_config(path: str | Path | None = None) -> Config:
         raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg_path}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{cfg_path}: cannot read: {exc}") from None
+    from connector.config_file import ConfigFile  # pydantic is imported only when there is a file
+
+    checked = ConfigFile.parse(raw, cfg_path)
     config = Config(path=cfg_path)
-    for name, server in (raw.get("servers") or {}).items():
-        server = dict(server)
-        auth = _build(AuthConfig, dict(server.pop("auth", {}) or {}), f"{cfg_path}: [servers.{name}.auth]")
-        if "url" not in server:
-            raise ConfigError(f"{cfg_path}: [servers.{name}] needs a url")
-        server["url"] = str(server["url"]).rstrip("/")
-        config.servers[name] = _build(ServerConfig, server, f"{cfg_path}: [servers.{name}]", name=name, auth=auth)
-    store = raw.get("store") or {}
-    config.store_url = store.get("url")
-    registry = raw.get("registry") or {}
-    config.registry_api_url = str(registry.get("api_url", DEFAULT_CTGOV_API)).rstrip("/")
-    config.registry_requests_per_minute = float(registry.get("requests_per_minute", 50))
-    config.site_country = str((raw.get("site") or {}).get("country", "US"))
-    mappings = raw.get("mappings") or {}
-    if mappings.get("dir"):
-        config.mappings_dir = cfg_path.parent / str(mappings["dir"])
+    for name, server in checked.servers.items():
+        settings = server.model_dump(exclude={"auth"})
+        config.servers[name] = ServerConfig(name=name, auth=AuthConfig(**server.auth.model_dump()), **settings)
+    config.store_url = checked.store.url
+    config.registry_api_url = checked.registry.api_url.rstrip("/")
+    config.registry_requests_per_minute = checked.registry.requests_per_minute
+    config.site_country = checked.site.country
+    if checked.mappings.dir:
+        config.mappings_dir = cfg_path.parent / checked.mappings.dir
     return _apply_env(config)
 
 

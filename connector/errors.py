@@ -33,6 +33,10 @@ class SourceError(ConnectorError):
     exit_code = EXIT_SOURCE
 
 
+class ServerUnreachable(SourceError):
+    """No answer at all (refused, unknown host, timed out): every further request would fail alike."""
+
+
 class LockedError(ConnectorError):
     """Another scheduled run holds the lock."""
 

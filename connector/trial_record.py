@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from connector.mapping import criteria_text_of, hash_mismatch_warning
+from connector.mapping.coverage import mapping_coverage
 from connector.mapping.model import Mapping
 from connector.resources import bundled_record
 from connector.store import Store, is_postgres_url, open_store
@@ -54,18 +56,44 @@ def file_criteria_text(record_path: Path) -> str | None:
     return criteria_text_of(record) if isinstance(record, dict) else None
 
 
+@dataclass(frozen=True)
+class ReferenceText:
+    """The registry eligibility text a mapping is checked against, and where it came from."""
+
+    text: str | None  # None: that record has no eligibilityCriteria
+    where: str
+
+
+def reference_text(trial: str, stored_text: str | None, record_path: Path | None = None) -> ReferenceText | None:
+    """The text synced in the store when there is one, else the given or bundled record file;
+    None when there is nothing to check against."""
+    if stored_text is not None:
+        return ReferenceText(stored_text, "the registry record synced in the store")
+    record_path = record_path or bundled_record(trial)
+    if record_path is None:
+        log.info("%s: no registry record to check the mapping against", trial)
+        return None
+    return ReferenceText(file_criteria_text(record_path), str(record_path))
+
+
 def criteria_hash_warning(mapping: Mapping, mapping_name: str, stored_text: str | None,
                           record_path: Path | None = None) -> str | None:
-    """A one-line warning when the mapping was written from other text than the trial's current one:
-    the text synced in the store when there is one, else the given or bundled record file."""
-    text = stored_text
-    where = "the registry record synced in the store"
-    if text is None:
-        record_path = record_path or bundled_record(mapping.trial)
-        if record_path is None:
-            log.info("%s: no registry record to check the criteria hash against", mapping.trial)
-            return None
-        text, where = file_criteria_text(record_path), str(record_path)
-        if text is None:
-            return f"trial record {record_path} has no eligibilityCriteria; criteria hash not checked"
-    return hash_mismatch_warning(mapping.criteria_hash, mapping_name, text, where)
+    """A one-line warning when the mapping was written from other text than the trial's current one
+    (see reference_text), else None."""
+    reference = reference_text(mapping.trial, stored_text, record_path)
+    if reference is None:
+        return None
+    if reference.text is None:
+        return f"trial record {reference.where} has no eligibilityCriteria; criteria hash not checked"
+    return hash_mismatch_warning(mapping.criteria_hash, mapping_name, reference.text, reference.where)
+
+
+def coverage_warning(mapping: Mapping, mapping_name: str, reference: ReferenceText | None) -> str | None:
+    """A one-line warning when the mapping leaves registry bullets unaccounted for, else None."""
+    if reference is None or reference.text is None:
+        return None
+    coverage = mapping_coverage(mapping, reference.text)
+    if coverage.complete:
+        return None
+    return (f"mapping {mapping_name} is partial: {coverage.summary()} in {reference.where}; the others are not "
+            f"screened (trial-connector mappings check {mapping_name} lists them)")

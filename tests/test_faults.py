@@ -212,17 +212,15 @@ def test_retries_spent_on_one_patient_fail_only_that_patient(proxy, clean, monke
     assert_same_as_clean(report, clean, failed={"net06"})
 
 
-def test_a_server_whose_metadata_stays_down_fails_every_patient_naming_it(proxy, monkeypatch, capsys, tmp_path):
-    """Retries spent on /metadata mean the server is unusable: each patient says so, nothing is
-    screened on guesses, and no search is sent."""
+def test_a_server_whose_metadata_stays_down_fails_once_with_exit_2(proxy, monkeypatch, capsys, tmp_path):
+    """Retries spent on /metadata mean the server is unusable: the screen stops once, exit 2,
+    naming the server, instead of retrying /metadata for every patient; no search is sent."""
     proxy.script(Fault("status", status=503, match="/fhir/metadata", times=100))
     code, report, err = screen(monkeypatch, capsys, write_config(tmp_path, proxy, max_retries=1))
-    assert code == 3 and report["patients"] == []
-    errors = error_lines(err)
-    assert set(errors) == set(PATIENTS)
-    assert all(e.endswith("/fhir/metadata: HTTP 503 (gave up after 2 attempts): fault proxy: HTTP 503")
-               for e in errors.values())
-    assert {s.path for s in proxy.requests()} == {"/fhir/metadata"}
+    assert code == 2 and report is None
+    assert err.count("error: ") == 1
+    assert err.strip().endswith("/fhir/metadata: HTTP 503 (gave up after 2 attempts): fault proxy: HTTP 503")
+    assert [s.path for s in proxy.requests()] == ["/fhir/metadata"] * 2
 
 
 def test_rest_source_lists_every_patient_through_faults(proxy, cohort_server):

@@ -148,3 +148,30 @@ def test_seed_needs_cover_every_type_and_code():
     assert {"718-7", "751-8", "777-3", "1975-2", "14631-6", "2160-0", "14682-9", "2164-2", "29463-7",
             "89247-1", "82810-3", "2106-3", "2118-8"} <= codes
     assert needs.observations_since == date(2025, 8, 18)  # 90-day windows + 365-day look-back
+
+
+@pytest.mark.parametrize("system, hint", [("lonic", "did you mean 'loinc'?"), ("SNOMDE", "did you mean 'snomed'?"),
+                                          ("labcodes", "give a URI")])
+def test_unknown_code_system_is_an_error_naming_where(tmp_path, system, hint):
+    message = error_of(tmp_path, GOOD.replace("system: loinc", f"system: {system}"))
+    assert (f"m.yaml: criterion 'hemoglobin': $.criteria[1].codes[0].system: unknown code system "
+            f"{system!r}") in message
+    assert hint in message
+
+
+@pytest.mark.parametrize("system", ["http://loinc.org", "urn:oid:2.16.840.1.113883.6.1", "LOINC",
+                                    "http://hospital.example/lab-codes"])
+def test_uris_oids_and_aliases_are_accepted(tmp_path, system):
+    assert load_mapping(write(tmp_path, GOOD.replace("system: loinc", f"system: '{system}'"))).criteria
+
+
+def test_unknown_keys_are_named_with_the_key_meant(tmp_path):
+    misspelt = error_of(tmp_path, GOOD.replace("window_days: 28", "window_dayz: 28"))
+    assert misspelt.endswith("m.yaml: criterion 'hemoglobin': $.criteria[1]: unknown key 'window_dayz' "
+                             "(did you mean 'window_days'?)")
+    assert error_of(tmp_path, GOOD.replace("window_days: 28", "window_days: 28\n    colour: red")).endswith(
+        "$.criteria[1]: unknown key 'colour'")
+    assert error_of(tmp_path, GOOD.replace("criteria:", "critera_x: 1\ncriteria:")).endswith(
+        "m.yaml: $: unknown key 'critera_x' (did you mean 'criteria'?)")
+    assert "unknown kind 'observaton' (did you mean 'observation'?" in error_of(
+        tmp_path, GOOD.replace("kind: observation", "kind: observaton"))

@@ -88,7 +88,7 @@ def command_config(ctx: click.Context) -> Config:
 
 def store_url(ctx: click.Context, db: str | None) -> str:
     """Apply the location rule: --db > TRIAL_CONNECTOR_DB > [store] url > ./trial-connector.db."""
-    return resolve_store_url(db, command_config(ctx))
+    return resolve_store_url(db or getattr(ctx.obj, "db", None), command_config(ctx))
 
 
 def open_command_store(ctx: click.Context, db: str | None) -> Store:

@@ -19,7 +19,7 @@ from connector.mapping.catalog import check_explicit_files
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
 from connector.scheduled.progress import Progress
-from connector.trial_record import criteria_hash_warning, stored_criteria_text
+from connector.trial_record import coverage_warning, criteria_hash_warning, reference_text, stored_criteria_text
 
 INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$")
 SHOWN_ERRORS = 20
@@ -69,9 +69,11 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
         work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
     with open_command_store(ctx, db) as store:
         for spec in options.trials:
-            warning = criteria_hash_warning(spec.mapping, spec.mapping_name, stored_criteria_text(store, spec.trial))
-            if warning:
-                click.echo(f"warning: {warning}", err=True)
+            stored = stored_criteria_text(store, spec.trial)
+            for warning in (criteria_hash_warning(spec.mapping, spec.mapping_name, stored),
+                            coverage_warning(spec.mapping, spec.mapping_name, reference_text(spec.trial, stored))):
+                if warning:
+                    click.echo(f"warning: {warning}", err=True)
         outcome = ScheduledRun(store, config, options, Progress()).execute()
     r = outcome.run
     resumed = " (resumed)" if outcome.resumed else ""

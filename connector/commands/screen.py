@@ -21,7 +21,7 @@ from connector.commands.options import (ALL_TRIALS, command_config, db_option, m
 from connector.commands.portfolio import portfolio_options
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConnectorError
 from connector.mapping.catalog import check_explicit_files
-from connector.trial_record import criteria_hash_warning, stored_criteria_text_at
+from connector.trial_record import coverage_warning, criteria_hash_warning, reference_text, stored_criteria_text_at
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,9 @@ def screen(ctx: click.Context, trial: str | None, source_arg: str, patient_ids: 
 
 
 def mapping_warnings(loaded: api.TrialMapping, stored_text: str | None, trial_record: Path | None = None) -> list[str]:
-    """What the user must know before trusting a screen with this mapping: which file it is, and
-    whether it was written from other registry text than the trial's current one."""
-    warnings = []
-    hash_warning = criteria_hash_warning(loaded.mapping, loaded.file, stored_text, trial_record)
-    if hash_warning:
-        warnings.append(hash_warning)
-    return warnings
+    """What the user must know before trusting a screen with this mapping: whether it was written
+    from other registry text than the trial's current one, and whether it covers all of it."""
+    reference = reference_text(loaded.trial, stored_text, trial_record)
+    warnings = [criteria_hash_warning(loaded.mapping, loaded.file, stored_text, trial_record),
+                coverage_warning(loaded.mapping, loaded.file, reference)]
+    return [w for w in warnings if w]

@@ -29,6 +29,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from connector.config import AuthConfig, ServerConfig
 from connector.errors import ConfigError, SourceError
 from connector.fhir.http import FhirRequestError, HttpClient
+from connector.fhir.scopes import default_read_scope
 
 log = logging.getLogger(__name__)
 
@@ -316,5 +317,5 @@ def build_auth(server: ServerConfig, now: Callable[[], float] = time.time) -> An
         check_key_matches(key, auth.algorithm, where)
         kid = auth.key_id or jwk_kid or jwk_thumbprint(key.public_key())
         return SmartBackendAuth(client_id=auth.client_id, private_key=key, algorithm=auth.algorithm, kid=kid,
-                                scope=auth.scope, base_url=server.url, token_url=auth.token_url, now=now)
+                                scope=auth.scope or default_read_scope(), base_url=server.url, token_url=auth.token_url, now=now)
     raise ConfigError(f"{where}: unknown auth type {auth.type!r} (use none, basic, bearer or smart)")

@@ -25,6 +25,7 @@ from connector.errors import ResourceError, SourceError
 from connector.fhir.auth import build_auth
 from connector.fhir.capabilities import Capabilities
 from connector.fhir.http import Auth, FhirRequestError, HttpClient, HttpStats, outcome_text, redact_url
+from connector.log_once import warn_once
 from connector.needs import EVERYTHING, DataNeeds
 from connector.parse import reference_id
 
@@ -113,19 +114,20 @@ class FhirClient:
                     raise
                 response = self.http.request("GET", "metadata")  # some servers guard /metadata too
         except FhirRequestError as exc:
-            log.warning("%s/metadata: HTTP %d; assuming common FHIR features and no batch", self.base_url, exc.status)
+            warn_once(log, "%s/metadata: HTTP %d; assuming common FHIR features and no batch", self.base_url,
+                      exc.status)
             return Capabilities.unknown()
         try:
             statement = json.loads(response.content)
         except ValueError:
             statement = None
         if not isinstance(statement, dict) or statement.get("resourceType") != "CapabilityStatement":
-            log.warning("%s/metadata is not a CapabilityStatement; assuming common FHIR features and no batch",
-                        self.base_url)
+            warn_once(log, "%s/metadata is not a CapabilityStatement; assuming common FHIR features and no batch",
+                      self.base_url)
             return Capabilities.unknown()
         caps = Capabilities.from_statement(statement)
         if caps.fhir_version and not caps.fhir_version.startswith("4.0"):
-            log.warning("%s says fhirVersion %s; this connector speaks R4 (4.0.x)", self.base_url, caps.fhir_version)
+            warn_once(log, "%s says fhirVersion %s; this connector speaks R4 (4.0.x)", self.base_url, caps.fhir_version)
         return caps
 
     # ---- plain REST ----------------------------------------------------------------------
@@ -350,7 +352,7 @@ class FhirClient:
             for i in range(0, len(missing), _IDS_PER_SEARCH):
                 fetched += self.search("Medication", [("_id", ",".join(missing[i:i + _IDS_PER_SEARCH]))])
         except FhirRequestError as exc:
-            log.warning("Medication search failed (HTTP %d); medication names may be missing", exc.status)
+            warn_once(log, "Medication search failed (HTTP %d); medication names may be missing", exc.status)
         for medication in fetched:
             if medication.get("resourceType") == "Medication":
                 self._remember_medication(medication)

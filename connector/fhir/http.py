@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -22,7 +23,8 @@ import requests
 
 from connector import __version__
 from connector.config import ServerConfig
-from connector.errors import SourceError
+from connector.errors import ServerUnreachable, SourceError
+from connector.log_once import warn_once
 from connector.retry import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -152,12 +154,8 @@ def _with_params(url: str, params: Any) -> str:
     return prepared.url or url
 
 
-def _network_reason(exc: BaseException) -> str:
-    """A short cause for a network failure, without the URL that requests puts in its messages."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return "read timed out"
+def _causes(exc: BaseException) -> Iterator[Any]:
+    """The exception and everything it wraps (args, __cause__, __context__, urllib3's reason)."""
     seen: set[int] = set()
     stack: list[Any] = [exc]
     while stack:
@@ -165,12 +163,30 @@ def _network_reason(exc: BaseException) -> str:
         if id(item) in seen:
             continue
         seen.add(id(item))
-        if isinstance(item, OSError) and item.strerror:
-            return item.strerror.lower()
+        yield item
         if isinstance(item, BaseException):
             stack.extend(a for a in item.args if isinstance(a, BaseException))
             stack.extend(x for x in (item.__cause__, item.__context__, getattr(item, "reason", None)) if x)
+
+
+def _network_reason(exc: BaseException) -> str:
+    """A short cause for a network failure, without the URL that requests puts in its messages."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return "read timed out"
+    for item in _causes(exc):
+        if isinstance(item, socket.gaierror):
+            return "host name not found"
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror.lower()
     return exc.__class__.__name__
+
+
+def _not_worth_retrying(exc: BaseException) -> bool:
+    """DNS failures and refused connections: unlike a 503 or a timeout, a retry seconds later
+    meets the same answer, and retrying them per patient turns one wrong URL into minutes."""
+    return any(isinstance(item, (socket.gaierror, ConnectionRefusedError)) for item in _causes(exc))
 
 
 class HttpClient:
@@ -207,7 +223,7 @@ class HttpClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         if server.verify is False:
-            log.warning("TLS certificate verification is OFF for server %s (verify_tls = false)", server.name)
+            warn_once(log, "TLS certificate verification is OFF for server %s (verify_tls = false)", server.name)
 
     def url(self, path_or_url: str) -> str:
         """An absolute URL: relative paths are taken against the server's base URL."""
@@ -266,8 +282,10 @@ class HttpClient:
                     requests.exceptions.ChunkedEncodingError) as exc:
                 self.stats.count(0, retry=attempt > 1)
                 reason = _network_reason(exc)
+                if _not_worth_retrying(exc):  # a wrong host name or a closed port does not heal in seconds
+                    raise ServerUnreachable(f"{method} {shown}: {reason} (not retried: check the server URL)") from None
                 if attempt > retries:
-                    raise SourceError(f"{method} {shown}: {reason} (gave up after {attempt} attempts)") from None
+                    raise ServerUnreachable(f"{method} {shown}: {reason} (gave up after {attempt} attempts)") from None
                 delay = self.backoff(attempt)
                 log.info("%s %s: %s; retry %d/%d in %.1f s", method, shown, reason, attempt, retries, delay)
                 self._sleep(delay)

@@ -7,7 +7,9 @@ UCUM unit`, because whoever edits a mapping must be able to fix it without readi
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from connector.codes import CodeSet, normalize_text
+from connector.codes import SYSTEM_ALIASES, CodeSet, normalize_text
 from connector.errors import MappingError
 from connector.mapping.model import (
     Administrations,
@@ -111,9 +113,10 @@ def build_mapping(document: Any, name: str, path: Path | None = None) -> Mapping
     """Validate a parsed mapping document and build the model; errors name file, criterion, path."""
     errors = list(_validator().iter_errors(document))
     if errors:
-        error = _most_specific(errors)
+        error, message = _misspelt_key(errors) or (_most_specific(errors), None)
         raise MappingError(f"{name}: {_owner(document, list(error.absolute_path))}"
-                           f"{json_path(error.absolute_path)}: {_message(error)}")
+                           f"{json_path(error.absolute_path)}: {message or _message(error)}")
+    _check_code_systems(document, name)
     builder = _Builder(document, name)
     criteria = tuple(builder.criterion(c, i) for i, c in enumerate(document["criteria"]))
     seen: dict[str, int] = {}
@@ -133,6 +136,70 @@ def _most_specific(errors: list[jsonschema.ValidationError]) -> jsonschema.Valid
     return min(direct, key=lambda e: (-len(e.absolute_path), [str(p) for p in e.absolute_path], e.message))
 
 
+_UNEXPECTED = re.compile(r"\(((?:'[^']*'(?:, )?)+) (?:was|were) unexpected\)")
+
+
+def _misspelt_key(errors: list[jsonschema.ValidationError]) -> tuple[jsonschema.ValidationError, str] | None:
+    """A key the schema does not know anywhere, named (with the key it probably meant: a misspelt
+    `window_dayz` would otherwise be reported as a missing `window_days`)."""
+    for error in sorted(errors, key=lambda e: -len(e.absolute_path)):
+        if error.validator not in ("additionalProperties", "unevaluatedProperties"):
+            continue
+        found = _UNEXPECTED.search(error.message)
+        for key in re.findall(r"'([^']*)'", found.group(1)) if found else []:
+            if key in _schema_keys():  # known elsewhere: a follow-on error of another problem (a bad kind)
+                continue
+            close = difflib.get_close_matches(key, _schema_keys(), n=1, cutoff=0.75)
+            return error, f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return None
+
+
+@lru_cache(maxsize=1)
+def _schema_keys() -> tuple[str, ...]:
+    """Every property name the mapping schema defines (the vocabulary for "did you mean")."""
+    keys: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("properties"), dict):
+                keys.update(node["properties"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(_validator().schema)
+    return tuple(sorted(keys))
+
+
+def _check_code_systems(document: Any, name: str) -> None:
+    """A code system must be a URI, an OID or a known alias: `lonic` would otherwise match no
+    data at all and every criterion using it would silently stay `unknown`."""
+    def walk(node: Any, parts: list[Any]) -> None:
+        if isinstance(node, dict):
+            system = node.get("system")
+            if isinstance(system, str) and "codes" in node and not _known_system(system):
+                close = difflib.get_close_matches(system.lower(), sorted(a for a in SYSTEM_ALIASES if ":" not in a),
+                                                  n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise MappingError(f"{name}: {_owner(document, parts)}{json_path(parts + ['system'])}: unknown code "
+                                   f"system {system!r} ({hint}give a URI such as http://loinc.org, an urn:oid:, "
+                                   f"or an alias: {', '.join(sorted(a for a in SYSTEM_ALIASES if ':' not in a))})")
+            for key, value in node.items():
+                walk(value, parts + [key])
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, parts + [i])
+
+    walk(document, [])
+
+
+def _known_system(system: str) -> bool:
+    text = system.strip()
+    return text.lower() in SYSTEM_ALIASES or text.startswith(("http://", "https://", "urn:oid:", "urn:uuid:"))
+
+
 def _owner(document: Any, parts: list[Any]) -> str:
     """`criterion 'x': ` or `arm 'y': ` for an error path inside one, else ''."""
     if len(parts) >= 2 and parts[0] in ("criteria", "arms") and isinstance(parts[1], int):
@@ -149,7 +216,9 @@ def _owner(document: Any, parts: list[Any]) -> str:
 
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum" and list(error.absolute_path)[-1:] == ["kind"]:
-        return f"unknown kind {error.instance!r} (known: {', '.join(error.validator_value)})"
+        close = difflib.get_close_matches(str(error.instance), error.validator_value, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown kind {error.instance!r} ({hint}known: {', '.join(error.validator_value)})"
     return error.message
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from connector.config import Config
-from connector.errors import ConfigError, ConnectorError
+from connector.errors import ConfigError, ConnectorError, ServerUnreachable
 from connector.facts import PatientFacts
 from connector.needs import DataNeeds
 from connector.parse import patient_facts
@@ -44,12 +44,20 @@ class ServerSource:
         return f"FHIR server {self.name}"
 
     def iter_facts(self, needs: DataNeeds, patient_ids: Iterable[str] | None = None) -> FactsStream:
+        """Raises ServerUnreachable (exit 2) once when the server does not answer, instead of
+        failing every patient in turn; any other failure is that patient's error."""
+        self.rest.client.connect()  # /metadata and credentials, once, before the first patient
         ids = patient_ids if patient_ids is not None else self.rest.patient_ids()
         for pid in ids:
             try:
                 yield pid, patient_facts(pid, self.rest.patient_resources(pid, needs))
+            except ServerUnreachable:
+                raise
             except ConnectorError as exc:
                 yield pid, exc
+
+    def close(self) -> None:
+        self.rest.close()
 
 
 def open_source(arg: str, config: Config) -> PatientSource:
