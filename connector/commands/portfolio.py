@@ -69,7 +69,12 @@ def screen_many(ctx: click.Context, trial: str | None, source_arg: str, patient_
         raise ConnectorError(f"{source.describe()}: give --patient ID (whole server populations are screened "
                              "by the scheduled run, not by screen)")
     country = (site_country or config.site_country or "US").upper()
-    screen = screen_portfolio(trials, source, as_of, country, patient_ids, skipped)
+    try:
+        screen = screen_portfolio(trials, source, as_of, country, patient_ids, skipped)
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
     for pid, message in screen.errors:
         click.echo(f"error: Patient/{pid}: {message}", err=True)
     if source.errors:
