@@ -212,3 +212,29 @@ def test_html_report_in_headless_chromium(store, tmp_path):
                            text=True, timeout=90, env=env)
     assert taken.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", taken.stderr[-2000:]
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_html_escapes_what_the_store_holds():
+    """Values come from hospital data: markup in them is shown as text, never run."""
+    from datetime import date
+
+    from connector.mapping import load_mapping
+    from connector.portfolio.funnel import funnel
+    from connector.portfolio.html import render_html
+    from connector.portfolio.feasibility import CriterionInfo, Feasibility
+    from connector.portfolio.worklist import worklist
+    from connector.results import CriterionResult, Evidence, PatientResult
+
+    mapping = load_mapping(ROOT / "mappings" / "NCT05147467.yaml")
+    evil = "<script>alert(1)</script>"
+    patient = PatientResult("Patient/p1", "possible", tuple(
+        CriterionResult(c.id, "unknown", "stale" if c.id == "ecog" else "manual",
+                        (Evidence("Observation/x", evil, "<img src=x onerror=alert(2)>", "2026-01-01"),) if c.id == "ecog" else ())
+        for c in mapping.criteria))
+    report = Feasibility(mapping.trial, evil, "2026-11-16",
+                         [CriterionInfo(c.id, c.type, c.texts[0]) for c in mapping.criteria], [patient],
+                         funnel([c.id for c in mapping.criteria], [patient]),
+                         worklist(mapping, [patient], date(2026, 11, 16)))
+    html = render_html(report)
+    assert evil not in html and "<img" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -23,7 +23,7 @@ _ENV = jinja2.Environment(loader=jinja2.PackageLoader("connector.portfolio", "te
 
 def render_html(report: Feasibility) -> str:
     template = _ENV.get_template("report.html.j2")
-    return template.render(report=report, data=report.to_json(), chart=funnel_svg(report),
+    return template.render(report=report, chart=funnel_svg(report),
                            counts=item_counts(report.worklist), outcome_class=_outcome_class)
 
 
