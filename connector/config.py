@@ -118,6 +118,7 @@ class Config:
     registry_api_url: str = DEFAULT_CTGOV_API
     registry_requests_per_minute: float = 50.0
     site_country: str = "US"
+    max_resource_bytes: int = 64 * 1024 * 1024  # [limits] max_resource_mb: one resource read from files
     mappings_dir: Path | None = None  # [mappings] dir, relative to the config file
     path: Path | None = None
 
@@ -157,6 +158,7 @@ def load_config(path: str | Path | None = None) -> Config:
     config.registry_api_url = checked.registry.api_url.rstrip("/")
     config.registry_requests_per_minute = checked.registry.requests_per_minute
     config.site_country = checked.site.country
+    config.max_resource_bytes = int(checked.limits.max_resource_mb * 1024 * 1024)
     if checked.mappings.dir:
         config.mappings_dir = cfg_path.parent / checked.mappings.dir
     return _apply_env(config)

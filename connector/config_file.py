@@ -106,12 +106,17 @@ class MappingsTable(_Table):
     dir: str | None = None
 
 
+class LimitsTable(_Table):
+    max_resource_mb: float = Field(64, gt=0)  # the largest single resource read from files
+
+
 class ConfigFile(_Table):
     servers: dict[str, ServerTable] = Field(default_factory=dict)
     store: StoreTable = Field(default_factory=StoreTable)
     registry: RegistryTable = Field(default_factory=RegistryTable)
     site: SiteTable = Field(default_factory=SiteTable)
     mappings: MappingsTable = Field(default_factory=MappingsTable)
+    limits: LimitsTable = Field(default_factory=LimitsTable)
 
     @classmethod
     def parse(cls, raw: dict[str, Any], path: Path) -> "ConfigFile":

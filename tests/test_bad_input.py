@@ -45,8 +45,8 @@ MAPPING_CASES = [
     ("wrong-type", ("    window_days: 28\n", "    window_days: four weeks\n"),
      f"criterion 'hemoglobin': $.criteria[{AT['hemoglobin']}].window_days: 'four weeks' is not of type 'integer'"),
     ("unknown-kind", ("    kind: age\n", "    kind: agee\n"),
-     f"criterion 'age': $.criteria[{AT['age']}].kind: unknown kind 'agee' (known: age, sex, site_country, condition, "
-     "observation, coded_observation, medication, derived, all_of, any_of, not, manual)"),
+     f"criterion 'age': $.criteria[{AT['age']}].kind: unknown kind 'agee' (did you mean 'age'? known: age, sex, "
+     "site_country, condition, observation, coded_observation, medication, derived, all_of, any_of, not, manual)"),
     ("unknown-unit", ("unit: MBq, tolerance", "unit: Mbecquerel, tolerance"),
      f"criterion 'prior_prrt': $.criteria[{AT['prior_prrt']}].administrations.cumulative_dose.unit: 'Mbecquerel' "
      "is not a known UCUM unit"),

@@ -1,4 +1,5 @@
-"""`trial-connector servers`: list configured FHIR servers and check one before a run.
+"""`trial-connector servers`: list configured FHIR servers, check one before a run, and print
+the public key set to register for SMART Backend Services.
 
 `check` answers the questions a hospital integration starts with: does the URL answer, which
 FHIR version, which of the resource types and search parameters we use exist, is `batch`
@@ -8,13 +9,18 @@ and Bulk `$export` offered, and does our authentication work.
 from __future__ import annotations
 
 import json
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import click
 
+from connector.commands.options import command_config, mapping_options, mapping_sources
 from connector.config import ServerConfig
-from connector.errors import EXIT_DATA, EXIT_OK, EXIT_SOURCE, ConfigError, SourceError
+from connector.errors import EXIT_DATA, EXIT_OK, EXIT_SOURCE, ConfigError, ConnectorError, SourceError
 from connector.fhir.capabilities import Capabilities
+from connector.fhir.scopes import missing_scopes, needed_scopes
+from connector.mapping.catalog import MappingSources, available_mappings
 
 # The types the connector reads and the search parameters it may send for each.
 RELEVANT: dict[str, tuple[str, ...]] = {
@@ -50,22 +56,64 @@ def list_servers(app: Any) -> int:
 @servers.command("check")
 @click.argument("name_or_url")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.pass_obj
-def check(app: Any, name_or_url: str, fmt: str) -> int:
-    """Read /metadata, try the configured auth, and report what the server supports.
+@mapping_options
+@click.pass_context
+def check(ctx: click.Context, name_or_url: str, fmt: str, mapping_files: tuple[Path, ...],
+          mapping_dirs: tuple[Path, ...]) -> int:
+    """Read /metadata, try the configured auth, compare the granted SMART scopes with the ones the
+    mappings need (plus write scopes when `post_results = true`), and report what the server supports.
 
-    Exit code 0 all good, 1 configuration problem, 2 server unreachable or auth refused.
+    Exit code 0 all good, 1 configuration problem, 2 server unreachable, auth refused or scopes missing.
     """
-    server = app.config.server(name_or_url)
-    report = check_server(server)
+    server = command_config(ctx).server(name_or_url)
+    needed = needed_scopes(mapped_types(mapping_sources(ctx, mapping_files, mapping_dirs)), server.post_results)
+    report = check_server(server, needed)
     click.echo(json.dumps(report, indent=2) if fmt == "json" else report_text(report))
     if report["auth"]["status"] == "config error":
         return EXIT_DATA
     return EXIT_OK if report["auth"]["status"] == "ok" and report["read"]["status"] == "ok" else EXIT_SOURCE
 
 
-def check_server(server: ServerConfig) -> dict[str, Any]:
-    """The check as data. Raises SourceError only when /metadata itself cannot be reached."""
+def mapped_types(sources: MappingSources) -> set[str]:
+    """The FHIR types that the usable mappings (the first one found per trial) read."""
+    from connector.mapping.loader import load_mapping
+    from connector.mapping.needs import data_needs
+
+    types: set[str] = set()
+    seen: set[str] = set()
+    for entry in available_mappings(sources):
+        if entry.problem or entry.trial in seen:
+            continue
+        seen.add(entry.trial or "")
+        try:
+            types |= data_needs(load_mapping(entry.path), date.today()).resource_types
+        except ConnectorError as exc:
+            click.echo(f"warning: {exc}", err=True)
+    return types
+
+
+@servers.command("jwks")
+@click.argument("key_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--kid", default=None, help="Key id (default: the RFC 7638 thumbprint, which the connector "
+                                          "also uses when the config sets no key_id).")
+def jwks(key_file: Path, kid: str | None) -> int:
+    """Print the public JWK Set of a PEM private key, to register with the EHR's SMART client.
+
+    Only the public half is printed. Use the same `kid` as `key_id` in the server's [auth] table.
+    """
+    from connector.fhir.auth import load_pem_key, public_jwks, warn_if_readable_by_others
+
+    warn_if_readable_by_others(key_file)
+    key = load_pem_key(key_file.read_bytes(), f"{key_file}")
+    click.echo(json.dumps(public_jwks(key, kid), indent=2))
+    return EXIT_OK
+
+
+def check_server(server: ServerConfig, needed: list[str] | None = None) -> dict[str, Any]:
+    """The check as data. Raises SourceError only when /metadata itself cannot be reached.
+
+    `needed`: the SMART scopes the mappings need; a token that does not grant them all fails
+    the auth check naming the missing ones (each patient would otherwise fail with 403)."""
     from connector.fhir.auth import NoAuth, SmartBackendAuth, build_auth
     from connector.fhir.client import FhirClient
 
@@ -83,11 +131,18 @@ def check_server(server: ServerConfig) -> dict[str, Any]:
                 auth.authorization(client.http)
                 auth_report["status"] = "ok"
                 if isinstance(auth, SmartBackendAuth):
+                    granted = auth.granted_scope or auth.scope
                     auth_report.update(client_id=auth.client_id, token_url=auth.token_url, algorithm=auth.algorithm,
-                                       scope=auth.granted_scope or auth.scope, expires_in=auth.expires_in)
+                                       scope=granted, expires_in=auth.expires_in)
+                    missing = missing_scopes(needed or [], granted)
+                    if missing:
+                        auth_report.update(status="failed", missing_scopes=missing,
+                                           detail=f"the token does not grant {' '.join(missing)}, which the "
+                                                  "mappings need: ask for them in [auth] scope and on the EHR")
             except (SourceError, ConfigError) as exc:
                 auth_report.update(status="failed", detail=str(exc))
         report["auth"] = auth_report
+        report["needed_scopes"] = needed or []
         report["read"] = _try_read(client) if auth_report["status"] == "ok" else {"status": "skipped"}
         report["requests"] = client.stats.requests
         return report
@@ -156,6 +211,8 @@ def report_text(report: dict[str, Any]) -> str:
     if auth["status"] == "ok" and auth.get("client_id"):
         detail = (f"client {auth['client_id']}, {auth['algorithm']}, token from {auth['token_url']}, "
                   f"expires in {auth['expires_in']:.0f} s, scope {auth['scope']}")
+    if report.get("needed_scopes"):
+        lines.append(f"SMART scopes the mappings need: {' '.join(report['needed_scopes'])}")
     lines.append(f"auth ({auth['type']}): {auth['status']}" + (f" - {detail}" if detail else ""))
     read = report["read"]
     count = read.get("patients")

@@ -30,6 +30,7 @@ from connector.config import AuthConfig, ServerConfig
 from connector.errors import ConfigError, SourceError
 from connector.fhir.http import FhirRequestError, HttpClient
 from connector.fhir.scopes import default_read_scope
+from connector.log_once import warn_once
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,28 @@ def jwk_thumbprint(public_key: Any) -> str:
         members = {"crv": jwk["crv"], "kty": "EC", "x": jwk["x"], "y": jwk["y"]}
     digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def public_jwks(private_key: Any, kid: str | None = None) -> dict[str, Any]:
+    """The JWK Set to register with the EHR for a private key: its public half only, with the
+    `kid` and `alg` the connector's client assertions carry (default kid: the RFC 7638 thumbprint)."""
+    public = private_key.public_key()
+    if isinstance(public, rsa.RSAPublicKey):
+        jwk, alg = RSAAlgorithm.to_jwk(public, as_dict=True), "RS384"
+    else:
+        jwk, alg = ECAlgorithm.to_jwk(public, as_dict=True), "ES384"
+    jwk.update(kid=kid or jwk_thumbprint(public), alg=alg, use="sig", key_ops=["verify"])
+    return {"keys": [jwk]}
+
+
+def warn_if_readable_by_others(path: Path) -> None:
+    """A private key other local users can read is a leaked key: say so (once), naming the fix."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o077:
+        warn_once(log, "private key file %s is readable by other users (mode %04o): chmod 600 %s", path, mode, path)
 
 
 def check_key_matches(key: Any, algorithm: str, where: str) -> None:
@@ -281,6 +304,7 @@ def _smart_key(auth: AuthConfig, where: str) -> tuple[Any, str | None]:
         raise ConfigError(f"{where}: SMART auth needs exactly one of private_key_file, private_key_env, jwks_file")
     if auth.private_key_file:
         path = Path(auth.private_key_file).expanduser()
+        warn_if_readable_by_others(path)
         try:
             pem = path.read_bytes()
         except OSError as exc:
@@ -289,6 +313,7 @@ def _smart_key(auth: AuthConfig, where: str) -> tuple[Any, str | None]:
     if auth.private_key_env:
         pem_text = auth.secret(auth.private_key_env) or ""
         return load_pem_key(pem_text.encode(), f"{where}: environment variable {auth.private_key_env}"), None
+    warn_if_readable_by_others(Path(auth.jwks_file).expanduser())  # type: ignore[arg-type]
     return load_jwks_key(Path(auth.jwks_file).expanduser(), auth.key_id, auth.algorithm)  # type: ignore[arg-type]
 
 
