@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "run": "connector.commands.run:run",
     "results": "connector.commands.results:results",
     "history": "connector.commands.history:history",
+    "report": "connector.commands.report:report",
     "registry": "connector.commands.registry:registry",
     "mappings": "connector.commands.mappings:mappings",
 }

@@ -33,6 +33,9 @@ db_option: Callable[[F], F] = click.option(
 
 
 
+ALL_TRIALS = "all"
+
+
 def mapping_options(command: F) -> F:
     """`--mapping FILE` and `--mappings DIR` (both repeatable): where a command's mappings come from."""
     command = click.option(
@@ -61,15 +64,24 @@ def trial_id(value: str) -> str:
                            "8 digits, e.g. NCT05773274)") from None
 
 
-def trial_option(required: bool = True, multiple: bool = False) -> Callable[[F], F]:
-    """`--trial NCT...`, normalised by click's callback so every command applies the same rule."""
+def trial_option(required: bool = True, multiple: bool = False, portfolio: bool = False) -> Callable[[F], F]:
+    """`--trial NCT...`, normalised by click's callback so every command applies the same rule.
+
+    portfolio: the option may be left out or given as `all` (kept as ALL_TRIALS): every available
+    mapping is screened (connector.commands.portfolio)."""
+    def one(value: str) -> str:
+        return ALL_TRIALS if portfolio and value.strip().lower() == ALL_TRIALS else trial_id(value)
+
     def convert(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         if value is None:
             return None
-        return tuple(dict.fromkeys(trial_id(v) for v in value)) if multiple else trial_id(value)
+        return tuple(dict.fromkeys(one(v) for v in value)) if multiple else one(value)
 
-    return click.option("--trial", "trials" if multiple else "trial", required=required, multiple=multiple,
-                        callback=convert, help="NCT id, e.g. NCT05773274" + (" (repeatable)." if multiple else "."))
+    text = "NCT id, e.g. NCT05773274" + (" (repeatable)" if multiple else "")
+    if portfolio:
+        text += "; leave it out or give 'all' to screen every available mapping (the portfolio)"
+    return click.option("--trial", "trials" if multiple else "trial", required=required and not portfolio,
+                        multiple=multiple, callback=convert, help=text + ".")
 
 
 def command_config(ctx: click.Context) -> Config:

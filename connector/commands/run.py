@@ -16,8 +16,9 @@ from pathlib import Path
 
 import click
 
-from connector.commands.options import (command_config, db_option, mapping_options, mapping_sources,
+from connector.commands.options import (ALL_TRIALS, command_config, db_option, mapping_options, mapping_sources,
                                         open_command_store, trial_option)
+from connector.commands.portfolio import portfolio_options, portfolio_trials
 from connector.mapping.catalog import check_explicit_files
 from connector.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 from connector.mapping.drafts import ALLOW_DRAFT_HELP, check_draft
@@ -33,7 +34,7 @@ SHOWN_ERRORS = 20
 
 
 @click.command()
-@trial_option(multiple=True)
+@trial_option(multiple=True, portfolio=True)
 @click.option("--source", "source_arg", required=True,
               help="FHIR base URL, configured server name, or a local folder/file of FHIR data.")
 @click.option("--since", default=None, metavar="auto|INSTANT",
@@ -45,6 +46,7 @@ SHOWN_ERRORS = 20
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="ISO-DATE",
               help="Screening date as an ISO date, YYYY-MM-DD (default: today).")
 @mapping_options
+@portfolio_options
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="Patients fetched at once from a server (default: the server's `concurrency`, 4).")
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
@@ -56,8 +58,8 @@ SHOWN_ERRORS = 20
 @click.pass_context
 def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str | None, bulk: bool,
         group: str | None, patient_ids: tuple[str, ...], as_of, mapping_files: tuple[Path, ...],
-        mapping_dirs: tuple[Path, ...], concurrency: int | None, work_dir: Path | None, site_country: str | None,
-        db: str | None, allow_draft: bool = False) -> int:
+        mapping_dirs: tuple[Path, ...], include_not_recruiting: bool, concurrency: int | None,
+        work_dir: Path | None, site_country: str | None, db: str | None, allow_draft: bool = False) -> int:
     """Screen a population against trials, store the results, report who is new."""
     if since is not None and since != "auto" and not INSTANT.match(since):
         raise ConfigError(f"--since {since!r}: give 'auto' or an ISO instant such as 2026-01-31T00:00:00Z")
@@ -65,9 +67,14 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
         raise ConfigError("--bulk reads a FHIR server; a local folder is read directly (drop --bulk)")
     config = command_config(ctx)
     sources = mapping_sources(ctx, mapping_files, mapping_dirs)
-    check_explicit_files(trials, sources)
+    if not trials or ALL_TRIALS in trials:
+        portfolio, _ = portfolio_trials(ctx, None, sources, include_not_recruiting, allow_draft, db)
+        specs = [TrialSpec.load(t.trial, t.entry.path) for t in portfolio]
+    else:
+        check_explicit_files(trials, sources)
+        specs = [TrialSpec.load(t, sources=sources) for t in trials]
     options = RunOptions(
-        trials=[TrialSpec.load(t, sources=sources) for t in trials], source=source_arg,
+        trials=specs, source=source_arg,
         as_of=as_of.date() if as_of else None, since=since, bulk=bulk, group=group, patient_ids=list(patient_ids) or None, concurrency=concurrency,
         work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
     for spec in options.trials:
