@@ -41,7 +41,7 @@ from connector.mapping.model import (
     SiteCountryRule,
     Threshold,
 )
-from connector.units import UnitError, parse_unit
+from connector.units import UnitError, require_known_unit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "mapping.schema.json"
@@ -286,7 +286,7 @@ class _Builder:
 
     def check_unit(self, unit: str, path: str) -> None:
         try:
-            parse_unit(unit)
+            require_known_unit(unit)
         except UnitError:
             raise self.fail(path, f"{unit!r} is not a known UCUM unit") from None
 
