@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from connector.codes import CodeSet, normalize_text
 from connector.errors import MappingError
+from connector.mapping import cache as validated_cache
 from connector.mapping.model import (
     Administrations,
     AgeRule,
@@ -42,6 +42,9 @@ from connector.mapping.model import (
     Threshold,
 )
 from connector.units import UnitError, require_known_unit
+
+if TYPE_CHECKING:
+    import jsonschema
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "mapping.schema.json"
@@ -90,6 +93,8 @@ def load_trial_mapping(trial: str, mapping_path: str | Path | None = None) -> tu
 
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema  # ~50 ms; not needed when the mapping's bytes were validated before
+
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema)
 
@@ -116,6 +121,9 @@ def load_mapping(path: str | Path) -> Mapping:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    known = validated_cache.recall(text, SCHEMA_PATH)
+    if known is not None:
+        return build_mapping(known, name, path, validated=True)
     try:
         document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -123,12 +131,15 @@ def load_mapping(path: str | Path) -> Mapping:
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise MappingError(f"{name}: invalid YAML: {where}{problem}") from None
-    return build_mapping(document, name, path)
+    mapping = build_mapping(document, name, path)
+    validated_cache.remember(text, SCHEMA_PATH, document)
+    return mapping
 
 
-def build_mapping(document: Any, name: str, path: Path | None = None) -> Mapping:
-    """Validate a parsed mapping document and build the model; errors name file, criterion, path."""
-    errors = list(_validator().iter_errors(document))
+def build_mapping(document: Any, name: str, path: Path | None = None, validated: bool = False) -> Mapping:
+    """Validate a parsed mapping document (unless `validated` before) and build the model;
+    errors name file, criterion, path."""
+    errors = [] if validated else list(_validator().iter_errors(document))
     if errors:
         error = _most_specific(errors)
         raise MappingError(f"{name}: {_owner(document, list(error.absolute_path))}"
