@@ -7,10 +7,11 @@ TABLE IF NOT EXISTS) is spelled the same by both databases, so no ORM is needed.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from connector.jsontext import dumps_sorted, parse
 
 _QUOTED = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")""")
 
@@ -42,7 +43,7 @@ class Dialect:
         """A Python value ready to bind into a JSON column."""
         if value is None:
             return None
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        text = dumps_sorted(value)
         if self.name == "postgresql":
             from psycopg.types.json import Jsonb
 
@@ -53,7 +54,7 @@ class Dialect:
     def json_value(value: Any) -> Any:
         """A JSON column read back: psycopg already decodes JSONB, sqlite3 gives text."""
         if isinstance(value, (str, bytes)):
-            return json.loads(value)
+            return parse(value)
         return value
 
     def upsert(self, table: str, columns: list[str], key: list[str], update: list[str] | None = None) -> str:
