@@ -109,6 +109,7 @@ class Config:
     registry_api_url: str = DEFAULT_CTGOV_API
     registry_requests_per_minute: float = 50.0
     site_country: str = "US"
+    max_resource_bytes: int = 64 * 1024 * 1024  # [limits] max_resource_mb: one resource read from files
     path: Path | None = None
 
     def server(self, url_or_name: str) -> ServerConfig:
@@ -158,6 +159,12 @@ def load_config(path: str | Path | None = None) -> Config:
     config.registry_api_url = str(registry.get("api_url", DEFAULT_CTGOV_API)).rstrip("/")
     config.registry_requests_per_minute = float(registry.get("requests_per_minute", 50))
     config.site_country = str((raw.get("site") or {}).get("country", "US"))
+    limits = raw.get("limits") or {}
+    if "max_resource_mb" in limits:
+        size = limits["max_resource_mb"]
+        if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0:
+            raise ConfigError(f"{cfg_path}: [limits] max_resource_mb must be a positive number")
+        config.max_resource_bytes = int(size * 1024 * 1024)
     return _apply_env(config)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.config import Config
-from connector.errors import ConfigError, ConnectorError, SourceError
+from connector.errors import ConfigError, ConnectorError, SourceError, StoreError
 from connector.evaluation import evaluate_patient
 from connector.facts import PatientFacts
 from connector.mapping import data_needs, load_trial_mapping
@@ -36,6 +36,7 @@ from connector.scheduled.fetching import FactsItem, changed_patient_ids, concurr
 from connector.scheduled.freshness import rescreen_on
 from connector.scheduled.lock import run_lock
 from connector.scheduled.progress import Progress
+from connector.sources.problems import ProblemLog, short
 from connector.store import Store
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class RunOutcome:
     run: records.RunRow
     resumed: bool
     errors: list[tuple[str, str]] = field(default_factory=list)
-    source_errors: list[str] = field(default_factory=list)
+    source_errors: ProblemLog = field(default_factory=ProblemLog)
 
 
 class ScheduledRun:
@@ -96,7 +97,7 @@ class ScheduledRun:
         self.source_id = self._source_identity()
         self.server: Any = None  # connector.config.ServerConfig for server sources
         self.client: Any = None  # connector.fhir.client.FhirClient
-        self.source_errors: list[str] = []
+        self.source_errors = ProblemLog()
 
     # ---- set-up ------------------------------------------------------------------------------
 
@@ -130,12 +131,17 @@ class ScheduledRun:
                 if self.client is not None:
                     self.client.close()
                 raise
-            # a ConnectorError fails the run (exit 2 for a source that stopped answering); anything
-            # else (Ctrl-C, SIGTERM, a bug) leaves it `running`, and the next run resumes it
+            # any error fails the run (exit 2 for a source that stopped answering) so that no rerun
+            # resumes it into the same error; only a kill (Ctrl-C, SIGTERM, -9) leaves it `running`
+            # for the next run to resume
             try:
                 self._process(run)
             except ConnectorError as exc:
-                records.finish_run(self.store, run.id, records.FAILED, str(exc))
+                records.finish_run(self.store, run.id, records.FAILED, short(str(exc)))
+                raise
+            except Exception as exc:
+                log.debug("run %d failed", run.id, exc_info=True)
+                records.finish_run(self.store, run.id, records.FAILED, f"unexpected {exc.__class__.__name__}")
                 raise
             finally:
                 self.progress.close()
@@ -236,7 +242,8 @@ class ScheduledRun:
         digest = hashlib.sha256(self.source_id.encode()).hexdigest()[:12]
         work_dir = self.options.work_dir or Path(f".trial-connector-bulk-{digest}")
         return BulkSource(BulkExportClient(client.http, work_dir), self.server.name,
-                          group_id=group or self.options.group, since=since)
+                          group_id=group or self.options.group, since=since,
+                          max_resource_bytes=self.config.max_resource_bytes)
 
     # ---- screening ---------------------------------------------------------------------------
 
@@ -273,7 +280,7 @@ class ScheduledRun:
                                       f"server errors; giving up (last: {item})")
             else:
                 failures_in_a_row = 0
-                self._screen(run, pid, item, as_of)
+                self._screen_or_record(run, pid, item, as_of)
             self.progress.advance()
 
     def _unchanged(self, pid: str, facts: PatientFacts, versions: dict[str, dict[str, Any]],
@@ -285,6 +292,17 @@ class ScheduledRun:
             if stored[2] is not None and stored[2] <= as_of:
                 return False
         return True
+
+    def _screen_or_record(self, run: records.RunRow, pid: str, facts: PatientFacts, as_of: date) -> None:
+        """Screen one patient; anything that goes wrong with this patient's data is its error."""
+        try:
+            self._screen(run, pid, facts, as_of)
+        except Exception as exc:  # noqa: BLE001 - one patient never sinks the run
+            if isinstance(exc, StoreError):
+                raise
+            log.debug("Patient/%s: screening failed", pid, exc_info=True)
+            message = str(exc) if isinstance(exc, ConnectorError) else f"unexpected {exc.__class__.__name__}"
+            records.save_patient_error(self.store, run.id, pid, self.trials, short(message))
 
     def _screen(self, run: records.RunRow, pid: str, facts: PatientFacts, as_of: date) -> None:
         outcomes = []
@@ -302,7 +320,7 @@ class ScheduledRun:
         if self.is_local:
             from connector.sources.files import FileSource
 
-            source = FileSource(Path(self.options.source))
+            source = FileSource(Path(self.options.source), self.config.max_resource_bytes)
             source.errors = self.source_errors
             yield from self._with_total(source.iter_facts(needs, todo), source)
             return

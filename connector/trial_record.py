@@ -56,7 +56,7 @@ def file_criteria_text(record_path: Path) -> str | None:
     """The eligibility text of a saved CT.gov API v2 record; unreadable files are logged and skipped."""
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         log.warning("cannot read trial record %s (%s): criteria hash not checked", record_path, exc.__class__.__name__)
         return None
     return criteria_text_of(record) if isinstance(record, dict) else None

@@ -113,6 +113,7 @@ def bad_resources() -> list[dict]:
         observation("bad-unit", "net03", valueQuantity={"value": 12, "unit": "grams per decilitre",
                                                         "code": "gram/deciliter"}),
         observation("bad-orphan", "ghost"),
+        {"resourceType": "Observation", "status": "final"},  # line 6: no id, names no patient
     ]
 
 
@@ -146,8 +147,12 @@ def test_bad_fhir_resources_are_named_and_every_other_patient_is_unaffected(monk
     got = by_patient(report)
     assert code == 3  # screened, but not everything could be read
 
-    # a resource without resourceType: its file and line (logged as a warning, on stderr)
-    assert f"{bad_file}:1: resource without resourceType" in caplog.text
+    # a resource without resourceType that names its patient: that patient's error, by file and line
+    assert (f"error: Patient/net02: 1 unreadable resource(s) name this patient: {bad_file}:1: resource without "
+            "resourceType\n") in err
+    assert "net02" not in got
+    # one that names no patient: a problem of the source (logged as a warning, on stderr)
+    assert f"{bad_file}:6: Observation without id" in caplog.text
     assert err.endswith(f"warning: 1 problem(s) reading files under {bad_dir}; data in them was not screened\n")
     # a reference to a Patient the source does not have: that reference, on one line
     assert f"error: Patient/ghost: Observation/bad-orphan reference Patient/ghost, which is not in the source\n" in err
@@ -163,7 +168,7 @@ def test_bad_fhir_resources_are_named_and_every_other_patient_is_unaffected(monk
         {"reference": "Observation/bad-unit", "value": 12, "unit": "gram/deciliter", "date": "2026-11-10"}]}
     assert criteria(got["net03"], "hemoglobin") == criteria(clean["net03"], "hemoglobin")
     # everyone else exactly as in the clean run
-    assert got["net01"] == clean["net01"] and got["net02"] == clean["net02"]
+    assert got["net01"] == clean["net01"]
 
 
 def test_a_file_that_is_not_json_is_named_and_the_rest_screened(monkeypatch, capsys, caplog, tmp_path):

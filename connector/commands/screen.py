@@ -69,7 +69,12 @@ def screen(ctx: click.Context, trial: str, source_arg: str, patient_ids: tuple[s
             failed += 1
             click.echo(f"error: Patient/{patient_id}: {item}", err=True)
             continue
-        report.patients.append(evaluate_patient(mapping, item, screening_date, country))
+        try:
+            report.patients.append(evaluate_patient(mapping, item, screening_date, country))
+        except Exception as exc:  # noqa: BLE001 - one patient's data never sinks the others
+            failed += 1
+            reason = str(exc) if isinstance(exc, ConnectorError) else f"unexpected {exc.__class__.__name__}"
+            click.echo(f"error: Patient/{patient_id}: {reason}", err=True)
     if source.errors:
         click.echo(f"warning: {len(source.errors)} problem(s) reading {source.describe()}; "
                    "data in them was not screened", err=True)

@@ -117,7 +117,7 @@ class FhirClient:
             return Capabilities.unknown()
         try:
             statement = json.loads(response.content)
-        except ValueError:
+        except (ValueError, RecursionError):
             statement = None
         if not isinstance(statement, dict) or statement.get("resourceType") != "CapabilityStatement":
             log.warning("%s/metadata is not a CapabilityStatement; assuming common FHIR features and no batch",

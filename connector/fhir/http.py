@@ -22,7 +22,7 @@ import requests
 
 from connector import __version__
 from connector.config import ServerConfig
-from connector.errors import SourceError
+from connector.errors import ResourceError, SourceError
 from connector.retry import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def response_diagnostics(response: requests.Response) -> str | None:
     a short plain-text body. Never the request (which carries credentials)."""
     try:
         body = json.loads(response.content) if response.content else None
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if body is not None:
         return outcome_text(body)
@@ -318,6 +318,9 @@ class HttpClient:
             kind = response.headers.get("Content-Type", "no content type")
             raise SourceError(f"{response.request.method} {redact_url(response.url)}: response is not valid JSON "
                               f"({kind}; {exc.__class__.__name__} at character {getattr(exc, 'pos', '?')})") from None
+        except RecursionError:
+            raise ResourceError(f"{response.request.method} {redact_url(response.url)}: the response's JSON is "
+                                "nested too deeply") from None
 
     def get_json(self, url: str, params: Mapping[str, Any] | list[tuple[str, str]] | None = None,
                  **kwargs: Any) -> Any:

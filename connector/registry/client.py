@@ -237,6 +237,8 @@ class CtGovClient:
         except ValueError:
             kind = response.headers.get("Content-Type")
             raise SourceError(f"{url}: the answer is not JSON (content-type {kind})") from None
+        except RecursionError:
+            raise SourceError(f"{url}: the answer's JSON is nested too deeply") from None
 
 
 def _nct_id_of(study: Mapping[str, Any]) -> str | None:

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from connector.errors import StoreError
 from connector.registry.client import CtGovClient, SearchQuery, StudyNotFound
 from connector.registry.ids import normalise_all
 from connector.registry.normalise import InvalidStudy, study_label
@@ -62,6 +63,12 @@ class Syncer:
         except InvalidStudy as exc:
             self.counts.failed += 1
             self.report(f"{prefix}{exc}")
+            return None
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad record is that record's failure, not the command's
+            self.counts.failed += 1
+            self.report(f"{prefix}cannot read the study: unexpected {exc.__class__.__name__}")
             return None
         setattr(self.counts, outcome.status, getattr(self.counts, outcome.status) + 1)
         self.report(prefix + _describe(outcome))
@@ -182,6 +189,9 @@ class Syncer:
                 continue
             except json.JSONDecodeError as exc:
                 self.fail(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
+                continue
+            except RecursionError:
+                self.fail(f"{path}: JSON nested too deeply")
                 continue
             for where, study in _studies_in(data, str(path)):
                 if study is None:

@@ -15,7 +15,6 @@ from connector.config import Config
 from connector.errors import ConfigError, ConnectorError
 from connector.facts import PatientFacts
 from connector.needs import DataNeeds
-from connector.parse import patient_facts
 from connector.sources.files import FileSource
 
 FactsStream = Iterator[tuple[str, PatientFacts | ConnectorError]]
@@ -44,18 +43,17 @@ class ServerSource:
         return f"FHIR server {self.name}"
 
     def iter_facts(self, needs: DataNeeds, patient_ids: Iterable[str] | None = None) -> FactsStream:
+        from connector.scheduled.fetching import fetch_facts
+
         ids = patient_ids if patient_ids is not None else self.rest.patient_ids()
         for pid in ids:
-            try:
-                yield pid, patient_facts(pid, self.rest.patient_resources(pid, needs))
-            except ConnectorError as exc:
-                yield pid, exc
+            yield pid, fetch_facts(self.rest, pid, needs)  # one patient's failure, whatever it is, is its own
 
 
 def open_source(arg: str, config: Config) -> PatientSource:
     """An existing path -> local files; a URL or configured server name -> that FHIR server."""
     if Path(arg).exists():
-        return FileSource(Path(arg))
+        return FileSource(Path(arg), config.max_resource_bytes)
     if arg in config.servers or arg.startswith(("http://", "https://")):
         from connector.fhir.client import FhirClient  # imported here: local runs need no HTTP stack
         from connector.sources.fhir_rest import RestSource

@@ -12,13 +12,15 @@ import logging
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from connector.errors import ConnectorError
 from connector.facts import PatientFacts
 from connector.fhir.bulk import BulkExportClient, ExportRequest, ExportResult, export_types, instant_z
 from connector.needs import DataNeeds
 from connector.parse import patient_id_of
-from connector.sources.files import FileSource, iter_resources
+from connector.sources.files import DEFAULT_MAX_RESOURCE_BYTES, FileSource, iter_resources
+from connector.sources.problems import ProblemLog
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,16 @@ class BulkSource:
     is_local = False
 
     def __init__(self, exporter: BulkExportClient, name: str, *, level: str = "patient",
-                 group_id: str | None = None, since: str | None = None, type_filters: tuple[str, ...] = ()):
+                 group_id: str | None = None, since: str | None = None, type_filters: tuple[str, ...] = (),
+                 max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES):
         self.exporter = exporter
         self.name = name
         self.level = "group" if group_id else level
         self.group_id = group_id
         self.since = instant_z(since) if since else None
         self.type_filters = type_filters
-        self.errors: list[str] = []
+        self.max_resource_bytes = max_resource_bytes
+        self.errors: Any = ProblemLog()
         self.result: ExportResult | None = None
 
     def describe(self) -> str:
@@ -58,7 +62,11 @@ class BulkSource:
     def touched_patient_ids(self, needs: DataNeeds) -> list[str]:
         """Ids of patients any exported resource belongs to, in first-seen order."""
         seen: dict[str, None] = {}
-        for _, resource in iter_resources(self.export(needs), self.errors):
+
+        def unreadable(pid: str, _message: str) -> None:  # a bad line naming a patient: that patient changed
+            seen.setdefault(pid)
+
+        for _, resource in iter_resources(self.export(needs), self.errors, unreadable, self.max_resource_bytes):
             pid = patient_id_of(resource)
             if pid is not None:
                 seen.setdefault(pid)
@@ -66,7 +74,7 @@ class BulkSource:
 
     def iter_facts(self, needs: DataNeeds, patient_ids: Iterable[str] | None = None
                    ) -> Iterable[tuple[str, PatientFacts | ConnectorError]]:
-        files = FileSource(self.export(needs))
+        files = FileSource(self.export(needs), self.max_resource_bytes)
         files.errors = self.errors
         yield from files.iter_facts(needs, patient_ids)
 

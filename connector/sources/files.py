@@ -14,21 +14,45 @@ import hashlib
 import json
 import logging
 import os
+import re
+import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from connector.errors import ConnectorError, ResourceError
 from connector.facts import PatientFacts
 from connector.needs import DataNeeds
-from connector.parse import PATIENT_FIELDS, patient_facts, patient_id_of
+from connector.parse import PATIENT_FIELDS, patient_facts, patient_id_of, reference_id
+from connector.sources.problems import ProblemLog, short
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".json", ".ndjson", ".json.gz", ".ndjson.gz")
+DEFAULT_MAX_RESOURCE_BYTES = 64 * 1024 * 1024  # one resource (an NDJSON line, a .json file)
 _MAX_ERRORS_LOGGED = 50
+_HINT_BYTES = 64 * 1024  # of an over-long line, only this much is kept to find its patient
+_SKIP_CHUNK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+
+# Where an unreadable line names its patient: the subject/patient reference, or the id of a Patient.
+_FHIR_ID = rb"[A-Za-z0-9\-.]{1,64}"
+_SUBJECT_REF = re.compile(rb'"(?:subject|patient|beneficiary)"\s*:\s*\{[^{}]{0,500}?"reference"\s*:\s*"Patient/('
+                          + _FHIR_ID + rb')"')
+_ANY_PATIENT_REF = re.compile(rb'"reference"\s*:\s*"Patient/(' + _FHIR_ID + rb')"')
+_PATIENT_TYPE = re.compile(rb'"resourceType"\s*:\s*"Patient"')
+_BUNDLE_TYPE = re.compile(rb'"resourceType"\s*:\s*"Bundle"')
+_TOP_ID = re.compile(rb'"id"\s*:\s*"(' + _FHIR_ID + rb')"')
+
+PatientProblem = Callable[[str, str], None]  # (patient id, message naming file and line)
+
+
+class UnreadableLine(Exception):
+    """One NDJSON line (or .json file) that is not a readable FHIR resource."""
 
 
 def fhir_files(path: Path) -> list[Path]:
@@ -38,69 +62,163 @@ def fhir_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES))
 
 
-def _open_text(path: Path) -> IO[str]:
+def _open_binary(path: Path) -> IO[bytes]:
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+        return gzip.open(path, "rb")
+    return path.open("rb")
 
 
-def iter_resources(path: Path, errors: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(location, resource) for every resource in the files; unreadable ones go to `errors`."""
+def iter_resources(path: Path, errors: Any, on_patient_problem: PatientProblem | None = None,
+                   max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(location, resource) for every resource in the files.
+
+    An unreadable resource (bad bytes, bad JSON, too deep, too large, no type or id) is one
+    problem named by file and line; it goes to `on_patient_problem` when it names its patient,
+    else to `errors`. Nothing else of the file is lost.
+    """
+    def problem(pid: str | None, message: str) -> None:
+        if pid is not None and on_patient_problem is not None:
+            on_patient_problem(pid, message)
+        else:
+            errors.append(message)
+
     for file in fhir_files(path):
         try:
             if ".ndjson" in file.name:
-                yield from _ndjson_resources(file, errors)
+                yield from _ndjson_resources(file, problem, max_resource_bytes)
             else:
-                yield from _json_resources(file, errors)
-        except (OSError, UnicodeDecodeError, EOFError) as exc:
+                yield from _json_resources(file, problem, max_resource_bytes)
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             errors.append(f"{file}: cannot read: {exc.__class__.__name__}")
 
 
-def _ndjson_resources(file: Path, errors: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    with _open_text(file) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
+def ndjson_lines(handle: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, raw bytes, whole) for each line, in memory bounded by `max_bytes`: a longer
+    line is skipped to its end and only its first bytes are given, with whole=False."""
+    lineno = 0
+    while True:
+        line = handle.readline(max_bytes + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            head = line[:_HINT_BYTES]
+            del line
+            while True:
+                rest = handle.readline(_SKIP_CHUNK)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield lineno, head, False
+        else:
+            yield lineno, line, True
+
+
+def parse_resource(raw: bytes, first: bool = False) -> dict[str, Any]:
+    """One resource from its bytes; UnreadableLine says why not (never echoing the content)."""
+    return check_resource(parse_json(raw, first))
+
+
+def parse_json(raw: bytes, first: bool = False, whole_file: bool = False) -> Any:
+    """JSON from bytes decoded as UTF-8 (a leading BOM allowed on the first line); UnreadableLine if not."""
+    if first and raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableLine(f"not valid UTF-8 (byte {exc.start + 1})") from None
+    try:
+        resource = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}" if whole_file else f"column {exc.colno}"
+        raise UnreadableLine(f"invalid JSON ({exc.msg} at {where})") from None
+    except RecursionError:
+        raise UnreadableLine("JSON nested too deeply") from None
+    return resource
+
+
+def check_resource(resource: Any) -> dict[str, Any]:
+    """`resource` when it is an object with a resourceType and an id; else UnreadableLine."""
+    if not isinstance(resource, dict):
+        raise UnreadableLine("expected a JSON object")
+    if not isinstance(resource.get("resourceType"), str):
+        raise UnreadableLine("resource without resourceType")
+    if not isinstance(resource.get("id"), str) or not resource["id"]:
+        raise UnreadableLine(f"{short(resource['resourceType'], 64)} without id")
+    return resource
+
+
+def patient_named_in(raw: bytes) -> str | None:
+    """The patient an unreadable line belongs to, when its bytes say so unambiguously."""
+    if _PATIENT_TYPE.search(raw[:4096]):
+        found = _TOP_ID.search(raw)
+        return found.group(1).decode("ascii") if found else None
+    subject = _SUBJECT_REF.search(raw)
+    if subject:
+        return subject.group(1).decode("ascii")
+    refs = {m.group(1) for m in _ANY_PATIENT_REF.finditer(raw)}
+    return refs.pop().decode("ascii") if len(refs) == 1 else None
+
+
+def patient_of_invalid(resource: Any) -> str | None:
+    """The patient a parsed but invalid resource (no type or id) names, if any."""
+    if not isinstance(resource, dict):
+        return None
+    if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
+        return resource["id"] or None
+    for name in ("subject", "patient"):
+        pid = reference_id(resource.get(name), "Patient")
+        if pid:
+            return pid
+    return None
+
+
+def _ndjson_resources(file: Path, problem: Callable[[str | None, str], None],
+                      max_bytes: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    with _open_binary(file) as handle:
+        for lineno, raw, whole in ndjson_lines(handle, max_bytes):
+            if not raw.strip():
                 continue
             location = f"{file}:{lineno}"
-            try:
-                resource = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append(f"{location}: invalid JSON ({exc.msg} at column {exc.colno})")
+            if not whole:
+                problem(patient_named_in(raw), f"{location}: resource larger than the {_mb(max_bytes)} limit "
+                                                "(max_resource_mb); skipped")
                 continue
-            if _checked(resource, location, errors):
-                yield location, resource
+            try:
+                yield location, parse_resource(raw, first=lineno == 1)
+            except UnreadableLine as exc:
+                problem(patient_named_in(raw), f"{location}: {exc}")
 
 
-def _json_resources(file: Path, errors: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    with _open_text(file) as handle:
-        try:
-            data = json.load(handle)
-        except json.JSONDecodeError as exc:
-            errors.append(f"{file}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+def _json_resources(file: Path, problem: Callable[[str | None, str], None],
+                    max_bytes: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    with _open_binary(file) as handle:
+        raw = handle.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        problem(None, f"{file}: larger than the {_mb(max_bytes)} limit (max_resource_mb); skipped")
+        return
+    try:
+        data = parse_json(raw, first=True, whole_file=True)
+        if not (isinstance(data, dict) and data.get("resourceType") == "Bundle"):
+            yield str(file), check_resource(data)
             return
-    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
-        for i, entry in enumerate(data.get("entry") or []):
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            location = f"{file}: entry[{i}]"
-            if resource is None:
-                errors.append(f"{location}: entry without resource")
-            elif _checked(resource, location, errors):
-                yield location, resource
-    elif _checked(data, str(file), errors):
-        yield str(file), data
+    except UnreadableLine as exc:
+        problem(None if _BUNDLE_TYPE.search(raw[:4096]) else patient_named_in(raw), f"{file}: {exc}")
+        return
+    entries = data.get("entry")
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        location = f"{file}: entry[{i}]"
+        if resource is None:
+            problem(None, f"{location}: entry without resource")
+            continue
+        try:
+            yield location, check_resource(resource)
+        except UnreadableLine as exc:
+            problem(patient_of_invalid(resource), f"{location}: {exc}")
 
 
-def _checked(resource: Any, location: str, errors: list[str]) -> bool:
-    if not isinstance(resource, dict):
-        errors.append(f"{location}: expected a JSON object")
-        return False
-    if not isinstance(resource.get("resourceType"), str):
-        errors.append(f"{location}: resource without resourceType")
-        return False
-    if not isinstance(resource.get("id"), str) or not resource["id"]:
-        errors.append(f"{location}: {resource['resourceType']} without id")
-        return False
-    return True
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MB"
 
 
 def wanted(resource: dict[str, Any], needs: DataNeeds) -> bool:
@@ -118,31 +236,87 @@ def wanted(resource: dict[str, Any], needs: DataNeeds) -> bool:
     return True
 
 
+SPILL_PREFIX = "trial-connector-spill-"
+_OWNER_FILE = "owner.pid"
+_PROBLEMS_SHOWN = 3
+
+
+def remove_stale_spills(tmp_dir: str | None = None) -> int:
+    """Delete spill folders (clinical data) left by a process that was killed; returns how many.
+
+    Each spill folder holds the id of the process that made it; a folder whose process is gone
+    (or unreadable, and older than a day) is removed. Only our own folders are looked at.
+    """
+    removed = 0
+    root = Path(tmp_dir or tempfile.gettempdir())
+    for folder in root.glob(SPILL_PREFIX + "*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
+            if _spill_owner_alive(folder):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d spill folder(s) left by killed runs", removed)
+    return removed
+
+
+def _spill_owner_alive(folder: Path) -> bool:
+    try:
+        owner = int((folder / _OWNER_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return time.time() - folder.stat().st_mtime < 86400  # being created right now, or not ours to judge
+    if owner == os.getpid():
+        return True
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class _Spill:
-    """A throw-away SQLite file (owner-only) holding resources keyed by patient id."""
+    """A throw-away SQLite file (owner-only) holding resources and unreadable lines keyed by
+    patient id. A run killed with -9 cannot remove it; the next one does (remove_stale_spills)."""
 
     def __init__(self) -> None:
-        self.dir = tempfile.TemporaryDirectory(prefix="trial-connector-")
+        remove_stale_spills()
+        self.dir = tempfile.TemporaryDirectory(prefix=SPILL_PREFIX)
         os.chmod(self.dir.name, 0o700)
+        Path(self.dir.name, _OWNER_FILE).write_text(str(os.getpid()))
         self.db = sqlite3.connect(os.path.join(self.dir.name, "spill.db"))
         self.db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
             "CREATE TABLE patient (pid TEXT PRIMARY KEY, seq INTEGER, present INTEGER);"
             "CREATE TABLE resource (pid TEXT, body TEXT);"
+            "CREATE TABLE problem (pid TEXT, message TEXT);"
         )
         self.shared: list[dict[str, Any]] = []
         self._seq = 0
 
-    def add(self, pid: str, resource: dict[str, Any]) -> None:
+    def _patient(self, pid: str, present: bool) -> None:
         self._seq += 1
-        is_patient = resource["resourceType"] == "Patient"
         self.db.execute(
             "INSERT INTO patient VALUES (?, ?, ?) ON CONFLICT(pid) DO UPDATE SET present = max(present, excluded.present)",
-            (pid, self._seq, int(is_patient)))
+            (pid, self._seq, int(present)))
+
+    def add(self, pid: str, resource: dict[str, Any]) -> None:
+        self._patient(pid, resource["resourceType"] == "Patient")
         self.db.execute("INSERT INTO resource VALUES (?, ?)", (pid, json.dumps(resource, separators=(",", ":"))))
+
+    def add_problem(self, pid: str, message: str) -> None:
+        """An unreadable resource that names patient `pid`: that patient's error."""
+        self._patient(pid, False)
+        self.db.execute("INSERT INTO problem VALUES (?, ?)", (pid, short(message)))
 
     def finish(self) -> None:
         self.db.execute("CREATE INDEX resource_pid ON resource (pid)")
+        self.db.execute("CREATE INDEX problem_pid ON problem (pid)")
 
     def patient_ids(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT pid FROM patient ORDER BY seq")]
@@ -153,19 +327,28 @@ class _Spill:
         digest = hashlib.sha256("\n".join(bodies).encode("utf-8")).hexdigest()
         return [json.loads(body) for body in bodies], digest
 
+    def problems(self, pid: str) -> tuple[int, list[str]]:
+        """How many unreadable resources name `pid`, and the first few messages."""
+        count = self.db.execute("SELECT count(*) FROM problem WHERE pid = ?", (pid,)).fetchone()[0]
+        shown = [m for (m,) in self.db.execute("SELECT message FROM problem WHERE pid = ? ORDER BY rowid LIMIT ?",
+                                               (pid, _PROBLEMS_SHOWN))]
+        return count, shown
+
     def close(self) -> None:
         self.db.close()
         self.dir.cleanup()
 
 
 class FileSource:
-    """Patients from local FHIR files; `errors` collects problems that belong to no patient."""
+    """Patients from local FHIR files; `errors` counts problems that belong to no patient (and
+    keeps the first messages); an unreadable resource that names its patient is that patient's error."""
 
     is_local = True
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES):
         self.path = path
-        self.errors: list[str] = []
+        self.max_resource_bytes = max_resource_bytes
+        self.errors: Any = ProblemLog()
         self.patient_count: int | None = None
 
     def describe(self) -> str:
@@ -185,7 +368,7 @@ class FileSource:
             spill.close()
 
     def _load(self, spill: _Spill, needs: DataNeeds) -> None:
-        for location, resource in iter_resources(self.path, self.errors):
+        for location, resource in iter_resources(self.path, self.errors, spill.add_problem, self.max_resource_bytes):
             if not wanted(resource, needs):
                 continue
             pid = patient_id_of(resource)
@@ -194,13 +377,20 @@ class FileSource:
             elif resource["resourceType"] == "Medication":
                 spill.shared.append(resource)
             elif resource["resourceType"] in PATIENT_FIELDS:
-                self.errors.append(f"{location}: {resource['resourceType']}/{resource['id']} has no Patient subject")
+                self.errors.append(f"{location}: {resource['resourceType']}/{short(resource['id'], 64)} "
+                                   "has no Patient subject")
         spill.finish()
-        for message in self.errors[:_MAX_ERRORS_LOGGED]:
+        for message in list(self.errors)[:_MAX_ERRORS_LOGGED]:
             log.warning("%s", message)
+        if len(self.errors) > _MAX_ERRORS_LOGGED:
+            log.warning("... and %d more problem(s) reading %s", len(self.errors) - _MAX_ERRORS_LOGGED, self.path)
 
     @staticmethod
     def _facts(spill: _Spill, pid: str) -> PatientFacts | ConnectorError:
+        count, shown = spill.problems(pid)
+        if count:
+            more = f" (and {count - len(shown)} more)" if count > len(shown) else ""
+            return ResourceError(f"{count} unreadable resource(s) name this patient: {'; '.join(shown)}{more}")
         resources, digest = spill.resources(pid)
         if not any(r["resourceType"] == "Patient" for r in resources):
             if not resources:
@@ -212,5 +402,8 @@ class FileSource:
             facts = patient_facts(pid, resources + spill.shared)
         except ConnectorError as exc:
             return exc
+        except Exception as exc:  # noqa: BLE001 - one patient's unexpected failure must not sink the run
+            log.debug("Patient/%s: unexpected failure", pid, exc_info=True)
+            return ResourceError(f"unexpected {exc.__class__.__name__} while reading the patient's data")
         facts.data_version = digest
         return facts

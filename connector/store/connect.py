@@ -106,4 +106,7 @@ def _open_postgres(url: str) -> Store:
         raise SourceError(f"cannot connect to PostgreSQL store {shown}: {reason}") from None
     except psycopg.ProgrammingError as exc:
         raise StoreError(f"invalid PostgreSQL store URL {shown}: {exc}") from None
+    from connector.store.pgtext import install
+
+    install(connection)  # NUL-safe text both ways
     return Store(connection, POSTGRESQL, location=shown)

@@ -43,12 +43,14 @@ class Dialect:
         """A Python value ready to bind into a JSON column."""
         if value is None:
             return None
-        text = dumps_sorted(value)
         if self.name == "postgresql":
             from psycopg.types.json import Jsonb
 
+            from connector.store.pgtext import json_text
+
+            text = json_text(value)  # PostgreSQL holds no NUL: see connector.store.pgtext
             return Jsonb(value, dumps=lambda _obj: text)
-        return text
+        return dumps_sorted(value)
 
     @staticmethod
     def json_value(value: Any) -> Any:
