@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from click.utils import make_default_short_help
 
 from connector import __version__
 from connector.errors import EXIT_DATA, ConnectorError
@@ -87,7 +86,7 @@ class LazyGroup(click.Group):
         rows = []
         for name in names:
             if name in COMMAND_HELP:
-                rows.append((name, make_default_short_help(COMMAND_HELP[name], limit)))
+                rows.append((name, click.Command(name, help=COMMAND_HELP[name]).get_short_help_str(limit)))
                 continue
             command = self.get_command(ctx, name)
             if command is not None and not command.hidden:

@@ -8,7 +8,6 @@ import sys
 
 import click
 import pytest
-from click.utils import make_default_short_help
 
 from connector.cli import COMMAND_HELP, COMMANDS, cli
 
@@ -48,7 +47,7 @@ def test_listed_help_is_the_commands_own(name):
     command = cli.get_command(click.Context(cli), name)
     assert command is not None
     if name in COMMAND_HELP:
-        assert make_default_short_help(COMMAND_HELP[name], 300) == command.get_short_help_str(300)
+        assert click.Command(name, help=COMMAND_HELP[name]).get_short_help_str(300) == command.get_short_help_str(300)
 
 
 def test_help_lists_every_command():
