@@ -70,6 +70,8 @@ class RunOptions:
     patient_ids: list[str] | None = None
     concurrency: int | None = None
     workers: int | None = None  # processes screening local files (default: the machine's cores)
+    engine: str = "embedded"  # or "dask": local files screened on the cluster at `scheduler`
+    scheduler: str | None = None
     work_dir: Path | None = None
     site_country: str = "US"
 
@@ -259,9 +261,12 @@ class ScheduledRun:
         job = ScreenJob(tuple(TrialJob(s.trial, s.mapping, s.mapping_hash) for s in self.options.trials), as_of,
                         self.options.site_country)
         with Screener(job, self._workers()) as screener:
-            items = self._to_screen(run, self._facts(run, needs, ids, done, screener), done)
+            if self.options.engine == "dask":
+                results = self._dask_results(run, needs, job, ids, done)
+            else:
+                results = screener.screen(self._to_screen(run, self._facts(run, needs, ids, done, screener), done))
             failures_in_a_row = 0
-            for pid, outcome in screener.screen(items):
+            for pid, outcome in results:
                 if isinstance(outcome, ConnectorError):
                     records.save_patient_error(self.store, run.id, pid, self.trials, short(str(outcome)))
                     log.warning("Patient/%s: %s", pid, outcome)
@@ -273,6 +278,22 @@ class ScheduledRun:
                     failures_in_a_row = 0
                     self._screen(run, pid, outcome)
                 self.progress.advance()
+
+    def _dask_results(self, run: records.RunRow, needs: DataNeeds, job: ScreenJob, ids: list[str] | None,
+                      done: set[str]) -> Iterator[tuple[str, Any]]:
+        """Outcomes computed on a Dask cluster (connector.scheduled.dask_engine), filtered as
+        `_to_screen` filters what this process screens."""
+        from connector.scheduled.dask_engine import DaskRun
+
+        if not self.is_local or not self.options.scheduler:
+            raise ConfigError("--engine dask screens local files (a path the workers can read) and needs --scheduler")
+        cluster = DaskRun(self.options.scheduler, Path(self.options.source), needs, job,
+                          self.config.max_resource_bytes)
+        wanted = None if ids is None else set(ids)
+        screened = ((pid, outcome) for pid, outcome in cluster.results(done)
+                    if wanted is None or pid in wanted)
+        yield from self._to_screen(run, screened, done)
+        self.source_errors.extend(cluster.errors)
 
     def _workers(self) -> int:
         """Processes for this run: --workers (default: the cores) for local files big enough to gain."""
@@ -385,4 +406,6 @@ class ScheduledRun:
 
 def _data_version(item: Any) -> str | None:
     """What the patient's data was: facts carry it, kept resources read from files are digested."""
+    if isinstance(item, list):  # outcomes computed elsewhere (dask): each carries the data version
+        return item[0].data_version if item else None
     return item.data_version if isinstance(item, PatientFacts) else getattr(item, "digest", None)

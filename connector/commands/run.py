@@ -38,6 +38,10 @@ SHOWN_ERRORS = 20
               help="Patients fetched at once from a server (default: the server's `concurrency`, 4).")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Processes screening local files (default: the machine's cores; small inputs use one).")
+@click.option("--engine", type=click.Choice(["embedded", "dask"]), default="embedded", show_default=True,
+              help="Where local files are screened: this machine, or a Dask cluster (--scheduler) whose "
+                   "workers read the same paths.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler for --engine dask.")
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
               help="Where --bulk downloads go (mode 0700; removed after the run).")
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country).")
@@ -45,7 +49,7 @@ SHOWN_ERRORS = 20
 @click.pass_context
 def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str | None, bulk: bool,
         group: str | None, patient_ids: tuple[str, ...], as_of, concurrency: int | None, workers: int | None,
-        work_dir: Path | None,
+        engine: str, scheduler: str | None, work_dir: Path | None,
         site_country: str | None, db: str | None) -> int:
     """Screen a population against trials, store the results, report who is new."""
     names = list(dict.fromkeys(trial_id(t) for t in trials))
@@ -57,7 +61,7 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
     options = RunOptions(
         trials=[TrialSpec.load(t) for t in names], source=source_arg, as_of=as_of.date() if as_of else None,
         since=since, bulk=bulk, group=group, patient_ids=list(patient_ids) or None, concurrency=concurrency,
-        workers=workers, work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
+        workers=workers, engine=engine, scheduler=scheduler, work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
     with open_command_store(ctx, db) as store:
         for spec in options.trials:
             warning = criteria_hash_warning(spec.mapping, spec.mapping_name, stored_criteria_text(store, spec.trial))

@@ -358,6 +358,7 @@ def ndjson_batches(file: Path, max_bytes: int) -> Iterator[Batch]:
             yield str(file), batch
 
 
+
 def scan_batch(batch: Batch, needs: DataNeeds, max_bytes: int = DEFAULT_MAX_RESOURCE_BYTES) -> Scan:
     """Parse a batch of NDJSON lines (once each) and keep what the trial reads: runs in any process.
 
@@ -446,7 +447,7 @@ class _Spill:
     def bodies(self, pid: str) -> tuple[list[bytes], str]:
         """The patient's resources as JSON bytes, and a digest of them (files rarely carry meta versions)."""
         bodies = sorted(body for (body,) in self.db.execute("SELECT body FROM resource WHERE pid = ?", (pid,)))
-        return bodies, hashlib.sha256(b"\n".join(bodies)).hexdigest()
+        return bodies, bodies_digest(bodies)
 
     def problems(self, pid: str) -> tuple[int, list[str]]:
         """How many unreadable resources name `pid`, and the first few messages."""
@@ -558,7 +559,17 @@ class FileSource:
     def _record(spill: _Spill, pid: str) -> PatientRecord | ConnectorError:
         count, shown = spill.problems(pid)
         if count:
-            more = f" (and {count - len(shown)} more)" if count > len(shown) else ""
-            return ResourceError(f"{count} unreadable resource(s) name this patient: {'; '.join(shown)}{more}")
+            return unreadable_error(count, shown)
         bodies, digest = spill.bodies(pid)
         return PatientRecord(pid, bodies, digest, spill.shared)
+
+
+def unreadable_error(count: int, shown: list[str]) -> ResourceError:
+    """A patient named by `count` unreadable resources (the first messages `shown`) is not screened."""
+    more = f" (and {count - len(shown)} more)" if count > len(shown) else ""
+    return ResourceError(f"{count} unreadable resource(s) name this patient: {'; '.join(shown)}{more}")
+
+
+def bodies_digest(bodies: list[bytes]) -> str:
+    """What a patient's data in files is, for incremental runs: a digest of its kept resources' bytes."""
+    return hashlib.sha256(b"\n".join(sorted(bodies))).hexdigest()
