@@ -12,7 +12,7 @@ Example::
     max_retries = 5
     retry_after_cap = 120 # seconds: longest Retry-After we will sleep
     concurrency = 4
-    narrow_observations = true   # code=/date=ge on Observation searches (see bench/README.md)
+    narrow_observations = "auto" # code=/date=ge on Observation searches: true, false, or measured (auto)
 
     [servers.hospital.auth]
     type = "smart"        # none | basic | bearer | smart
@@ -90,8 +90,9 @@ class ServerConfig:
     retry_after_cap: float = 120.0
     concurrency: int = 4
     # Send `code=`/`date=ge` on Observation searches. Fewer bytes, but some servers answer such
-    # searches slowly (bench/README.md): measure on yours and turn it off if so.
-    narrow_observations: bool = True
+    # searches slowly (bench/README.md): "auto" times both ways on the first patients of a run
+    # and keeps the faster (connector.fhir.narrowing); true/false pin it.
+    narrow_observations: bool | str = "auto"
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
@@ -153,6 +154,10 @@ def load_config(path: str | Path | None = None) -> Config:
             raise ConfigError(f"{cfg_path}: [servers.{name}] needs a url")
         server["url"] = str(server["url"]).rstrip("/")
         config.servers[name] = _build(ServerConfig, server, f"{cfg_path}: [servers.{name}]", name=name, auth=auth)
+        narrow = config.servers[name].narrow_observations
+        if not isinstance(narrow, bool) and narrow != "auto":
+            raise ConfigError(f"{cfg_path}: [servers.{name}] narrow_observations must be true, false or \"auto\", "
+                              f"not {narrow!r}")
     store = raw.get("store") or {}
     config.store_url = store.get("url")
     registry = raw.get("registry") or {}

@@ -50,21 +50,23 @@ def list_servers(app: Any) -> int:
 @servers.command("check")
 @click.argument("name_or_url")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--trial", default=None, help="With narrow_observations = \"auto\": time narrowed vs plain Observation "
+                                          "searches for this trial's needs on the first patients, and report the choice.")
 @click.pass_obj
-def check(app: Any, name_or_url: str, fmt: str) -> int:
+def check(app: Any, name_or_url: str, fmt: str, trial: str | None) -> int:
     """Read /metadata, try the configured auth, and report what the server supports.
 
     Exit code 0 all good, 1 configuration problem, 2 server unreachable or auth refused.
     """
     server = app.config.server(name_or_url)
-    report = check_server(server)
+    report = check_server(server, trial)
     click.echo(json.dumps(report, indent=2) if fmt == "json" else report_text(report))
     if report["auth"]["status"] == "config error":
         return EXIT_DATA
     return EXIT_OK if report["auth"]["status"] == "ok" and report["read"]["status"] == "ok" else EXIT_SOURCE
 
 
-def check_server(server: ServerConfig) -> dict[str, Any]:
+def check_server(server: ServerConfig, trial: str | None = None) -> dict[str, Any]:
     """The check as data. Raises SourceError only when /metadata itself cannot be reached."""
     from connector.fhir.auth import NoAuth, SmartBackendAuth, build_auth
     from connector.fhir.client import FhirClient
@@ -89,6 +91,9 @@ def check_server(server: ServerConfig) -> dict[str, Any]:
                 auth_report.update(status="failed", detail=str(exc))
         report["auth"] = auth_report
         report["read"] = _try_read(client) if auth_report["status"] == "ok" else {"status": "skipped"}
+        if trial and report["read"]["status"] == "ok":
+            _measure_narrowing(client, trial)
+        report["observation_searches"] = client.narrowing.describe()
         report["requests"] = client.stats.requests
         return report
     finally:
@@ -103,6 +108,24 @@ def _try_read(client: Any) -> dict[str, Any]:
         return {"status": "failed", "detail": str(exc)}
     total = bundle.get("total") if isinstance(bundle, dict) else None
     return {"status": "ok", "patients": total if isinstance(total, int) else None}
+
+
+def _measure_narrowing(client: Any, trial: str) -> None:
+    """Fetch the first patients as a run of `trial` would, alternately narrowed and plain (timed)."""
+    from datetime import date
+
+    from connector.fhir.narrowing import SAMPLES
+    from connector.mapping import data_needs, load_trial_mapping
+
+    if client.narrowing.pinned is not None:
+        return
+    needs = data_needs(load_trial_mapping(trial)[1], date.today())
+    bundle = client.http.get_json("Patient", params={"_count": str(2 * SAMPLES), "_elements": "id"})
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    ids = [e["resource"]["id"] for e in entries or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+           and isinstance(e["resource"].get("id"), str)]
+    for pid in (ids * 2 * SAMPLES)[: 2 * SAMPLES]:  # a server with few patients: some are timed twice
+        client.patient_resources(pid, needs)
 
 
 def capability_report(caps: Capabilities) -> dict[str, Any]:
@@ -161,4 +184,6 @@ def report_text(report: dict[str, Any]) -> str:
     count = read.get("patients")
     read_detail = read.get("detail") or (f"{count} Patient resources on the server" if count is not None else "")
     lines.append(f"read access: {read['status']}" + (f" - {read_detail}" if read_detail else ""))
+    if "observation_searches" in report:
+        lines.append(f"Observation searches: {report['observation_searches']}")
     return "\n".join(lines)
