@@ -208,14 +208,16 @@ class DaskRun:
                                pure=False)
             shared = [client.submit(operator.getitem, s, "shared") for s in scans]
             errors = [client.submit(operator.getitem, s, "errors") for s in scans]
-            job = client.scatter(self.job, broadcast=True)
-            screens = []
+            pending, inputs = {}, []
             for b in range(buckets):
                 parts_b = [client.submit(operator.getitem, s, b) for s in scans]
+                inputs.append(parts_b)  # held until the end: a lost worker's pieces can be recomputed
                 skip = frozenset(p for p in done if bucket_of(p, buckets) == b)
-                screens.append(client.submit(screen_bucket, parts_b, shared, job, skip, pure=False))
-            for future in as_completed(screens):
-                yield from future.result()
-                future.release()
+                future = client.submit(screen_bucket, parts_b, shared, self.job, skip, pure=False)
+                pending[future.key] = future
+            for future in as_completed(list(pending.values())):
+                results = future.result()
+                del pending[future.key]  # the last reference: the cluster may drop that bucket's results
+                yield from results
             for found in client.gather(errors):
                 self.errors.extend(found)
