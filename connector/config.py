@@ -111,6 +111,8 @@ class Config:
     registry_requests_per_minute: float = 50.0
     site_country: str = "US"
     max_resource_bytes: int = 64 * 1024 * 1024  # [limits] max_resource_mb: one resource read from files
+    output_identifier_system: str | None = None  # [fhir_output] identifier_system (ResearchSubject.identifier)
+    output_extension_base: str | None = None  # [fhir_output] extension_base (our extensions' URLs)
     path: Path | None = None
 
     def server(self, url_or_name: str) -> ServerConfig:
@@ -164,6 +166,12 @@ def load_config(path: str | Path | None = None) -> Config:
     config.registry_api_url = str(registry.get("api_url", DEFAULT_CTGOV_API)).rstrip("/")
     config.registry_requests_per_minute = float(registry.get("requests_per_minute", 50))
     config.site_country = str((raw.get("site") or {}).get("country", "US"))
+    output = raw.get("fhir_output") or {}
+    for key in ("identifier_system", "extension_base"):
+        if key in output and not (isinstance(output[key], str) and ":" in output[key]):
+            raise ConfigError(f"{cfg_path}: [fhir_output] {key} must be an absolute URI (https://... or urn:...)")
+    config.output_identifier_system = output.get("identifier_system")
+    config.output_extension_base = output.get("extension_base")
     limits = raw.get("limits") or {}
     if "max_resource_mb" in limits:
         size = limits["max_resource_mb"]

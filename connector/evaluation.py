@@ -20,8 +20,10 @@ from connector.criteria.base import unknown
 from connector.facts import PatientFacts
 from connector.mapping.model import Arm, Criterion, Mapping
 from connector.results import (
+    CANDIDATE,
     MET,
     NOT_MET,
+    POSSIBLE,
     UNKNOWN,
     ArmResult,
     CriterionResult,
@@ -38,7 +40,10 @@ def evaluate_patient(mapping: Mapping, facts: PatientFacts, as_of: date, site_co
     errors = list(facts.errors)
     criteria = tuple(_safe_criterion(criterion, ctx, errors) for criterion in mapping.criteria)
     arms = tuple(_safe_arm(arm, ctx, errors) for arm in mapping.arms)
-    return PatientResult(facts.reference, overall_status(criteria), criteria, arms, tuple(errors))
+    status = overall_status(criteria)
+    if status == CANDIDATE and errors:  # some of the record could not be read: a person must look
+        status = POSSIBLE
+    return PatientResult(facts.reference, status, criteria, arms, tuple(errors))
 
 
 def _safe_criterion(criterion: Criterion, ctx: EvalContext, errors: list[str]) -> CriterionResult:

@@ -100,6 +100,7 @@ class ScheduledRun:
         self.server: Any = None  # connector.config.ServerConfig for server sources
         self.client: Any = None  # connector.fhir.client.FhirClient
         self.source_errors = ProblemLog()
+        self._source_gave = 0  # patients the source gave this run (finished ones included)
 
     # ---- set-up ------------------------------------------------------------------------------
 
@@ -157,15 +158,20 @@ class ScheduledRun:
             return RunOutcome(final, resumed, records.run_errors(self.store, run.id), self.source_errors)
 
     def _resume_or_start(self) -> tuple[records.RunRow, bool]:
+        wanted = self._run_options()
         for old in records.interrupted_runs(self.store):
-            if sorted(old.trials) == sorted(self.trials) and old.source == self.source_id:
+            differs = self._differences(old, wanted)
+            if not differs:
                 log.info("resuming run %d (interrupted) from where it stopped", old.id)
                 return old, True
-            records.finish_run(self.store, old.id, records.ABANDONED, "interrupted; not resumed by a later run")
+            log.warning("run %d was interrupted, but with other options (%s); it is abandoned and a new run "
+                        "starts", old.id, ", ".join(differs))
+            records.finish_run(self.store, old.id, records.ABANDONED,
+                               f"interrupted; a later run with other options ({', '.join(differs)}) started anew")
         as_of = self.options.as_of or date.today()
         mode, since, reason = self._decide(as_of)
         plan: dict[str, Any] = {"bulk": self.options.bulk, "group": self.options.group, "reason": reason,
-                                "ids": self.options.patient_ids}
+                                "ids": self.options.patient_ids, "options": wanted}
         data_since = None
         if mode == INCREMENTAL and not self.is_local and since is not None:
             data_since, ids = self._changed_ids(as_of, since)
@@ -177,6 +183,27 @@ class ScheduledRun:
         run = records.get_run(self.store, run_id)
         assert run is not None
         return run, False
+
+    def _run_options(self) -> dict[str, Any]:
+        """What makes two runs the same run: a killed run is resumed only by the same command."""
+        o = self.options
+        return {"trials": sorted(self.trials), "source": self.source_id, "as_of": o.as_of.isoformat() if o.as_of else None,
+                "since": o.since, "bulk": o.bulk, "group": o.group,
+                "patients": sorted(set(o.patient_ids)) if o.patient_ids else None, "site_country": o.site_country}
+
+    @staticmethod
+    def _differences(old: records.RunRow, wanted: dict[str, Any]) -> list[str]:
+        """The options in which an interrupted run differs from this one (none: resume it)."""
+        if sorted(old.trials) != wanted["trials"]:
+            return ["--trial"]
+        if old.source != wanted["source"]:
+            return ["--source"]
+        before = (old.plan or {}).get("options")
+        if not isinstance(before, dict):  # a run from a version that did not record its options
+            return []
+        names = {"as_of": "--as-of", "since": "--since", "bulk": "--bulk", "group": "--group",
+                 "patients": "--patient", "site_country": "--site-country"}
+        return [flag for key, flag in names.items() if before.get(key) != wanted[key]]
 
     def _decide(self, as_of: date) -> tuple[str, str | None, str]:
         """(mode, since, why): see the module docstring."""
@@ -278,6 +305,8 @@ class ScheduledRun:
                     failures_in_a_row = 0
                     self._screen(run, pid, outcome)
                 self.progress.advance()
+        if not self._source_gave and run.mode == FULL and ids is None:
+            self._check_not_vanished()
 
     def _dask_results(self, run: records.RunRow, needs: DataNeeds, job: ScreenJob, ids: list[str] | None,
                       done: set[str]) -> Iterator[tuple[str, Any]]:
@@ -326,6 +355,15 @@ class ScheduledRun:
                     pid, _data_version(item), versions, hashes, run.as_of):
                 continue
             yield pid, item
+        self._source_gave = len(seen)
+
+    def _check_not_vanished(self) -> None:
+        """A full run that found nobody where the last one found many read a broken source (an
+        empty answer, an empty export): fail it, so it never becomes the base of `--since auto`."""
+        before = records.last_population(self.store, self.source_id, self.trials)
+        if before:
+            raise SourceError(f"{self.options.source}: the source gave no patients at all, but the last full run "
+                              f"read {before}; not accepting an empty population (check the server or export)")
 
     def _unchanged(self, pid: str, data_version: str | None, versions: dict[str, dict[str, Any]],
                    hashes: dict[str, str], as_of: str) -> bool:

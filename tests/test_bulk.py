@@ -143,9 +143,10 @@ def test_lost_job_is_restarted(tmp_path: Path) -> None:
                         "done": []})
     responses.get(f"{BASE}/bulk-status/old", status=404)
     responses.get(f"{BASE}/$export", status=202, headers={"Content-Location": STATUS})
-    responses.get(STATUS, json=manifest({}))
+    responses.get(STATUS, json=manifest({"Patient": f"{BASE}/bulk-files/Patient.ndjson"}))
+    responses.get(f"{BASE}/bulk-files/Patient.ndjson", body=PATIENT_LINES[0] + "\n")
     responses.delete(STATUS, status=202)
-    assert client.export(request).files == []
+    assert [p.name for p in client.export(request).files] == ["0000.Patient.ndjson"]
     assert any(c.request.url.startswith(f"{BASE}/$export") for c in responses.calls)
 
 

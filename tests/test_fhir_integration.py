@@ -4,6 +4,7 @@ without SMART Backend Services enforced, including the `fetch` and `servers chec
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pytest
 import requests
 
 from connector.config import Config
+from connector.errors import SourceError
 from connector.fhir.auth import AuthError, build_auth
 from connector.fhir.client import FhirClient
 from connector.fhir.http import FhirRequestError
@@ -123,8 +125,10 @@ def test_patient_resources_match_what_was_loaded(loaded_server):
         assert client.stats.requests - before == 1 + (pages - 1)  # one batch, plus extra Observation pages
 
 
-def test_paging_survives_an_update_between_pages(loaded_server):
-    """sekmet pages by offset in write order: an update mid-read repeats an entry. De-duplicated."""
+def test_paging_through_an_update_between_pages_reports_the_entry_it_skipped(loaded_server):
+    """sekmet pages by offset in write order: an update mid-read moves an entry to the end, so
+    it comes twice (de-duplicated) and the entry after the page break shifts back and is never
+    returned. The read says so (announced total vs. distinct matches) instead of losing it."""
     pid, expected = next(iter(expected_by_patient().items()))
     client = FhirClient(loaded_server.server_config(page_size=5))
     pages = client.search("Observation", {"patient": pid})
@@ -132,9 +136,14 @@ def test_paging_survives_an_update_between_pages(loaded_server):
     updated = dict(seen[0], status="amended")
     requests.put(f"{loaded_server.base_url}/Observation/{updated['id']}", json=updated,
                  headers=loaded_server.admin_headers(), timeout=30).raise_for_status()
-    rest = list(pages)
+    rest = []
+    with pytest.raises(SourceError, match=r"announced (\d+) matches but returned (\d+)") as failed:
+        for resource in pages:
+            rest.append(resource)
     all_ids = [r["id"] for r in seen + rest]
     assert len(all_ids) == len(set(all_ids))
+    announced = int(re.search(r"announced (\d+)", str(failed.value)).group(1))
+    assert len(all_ids) == announced - 1
     raw = [e["resource"]["id"] for e in loaded_server.get("Observation", patient=pid, _count=5).json()["entry"]]
     assert seen[0]["id"] not in raw  # the updated entry moved to the end: the server really did repeat it
 

@@ -16,6 +16,7 @@ from connector.errors import ResourceError
 from connector.facts import PatientFacts
 from connector.needs import EVERYTHING
 from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
+from connector.scheduled import records
 from connector.sources.files import FileSource
 from test_run_files import AS_OF, TRIAL, statuses, write_cohort
 
@@ -190,3 +191,41 @@ def test_registry_import_survives_a_deeply_nested_file(monkeypatch, capsys, tmp_
     assert code == 1
     assert f"{deep}: JSON nested too deeply" in err.splitlines()
     assert err.splitlines()[-1] == "fetched: 1, new: 1, changed: 0, unchanged: 0, failed: 1"
+
+
+def test_a_patient_with_unreadable_data_is_never_a_candidate(store, tmp_path):
+    folder = tmp_path / "data"
+    write_cohort(folder)
+    run_folder(store, folder)
+    assert statuses(store)["net01"] == "candidate"
+    bad_date = {"resourceType": "Observation", "id": "net01-odd", "status": "final",
+                "subject": {"reference": "Patient/net01"}, "effectiveDateTime": "2026-13-45",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "2160-0"}]},
+                "valueQuantity": {"value": 0.9, "unit": "mg/dL", "system": "http://unitsofmeasure.org",
+                                  "code": "mg/dL"}}
+    with (folder / "Observation.ndjson").open("a") as out:
+        out.write(json.dumps(bad_date) + "\n")
+    run_folder(store, folder)
+    (row,) = [r for r in records.latest_results(store, TRIAL) if r["patient_id"] == "net01"]
+    assert row["status"] == "possible"
+    assert row["result"]["errors"] == ["Observation/net01-odd: effectiveDateTime: invalid date"]
+
+
+def test_screen_survives_deep_nesting_and_bad_bytes(monkeypatch, capsys, tmp_path):
+    from test_screen_cli import run_cli
+
+    monkeypatch.setenv("TRIAL_CONNECTOR_DB", str(tmp_path / "absent.db"))
+    folder = tmp_path / "data"
+    ids = write_cohort(folder)
+    with (folder / "Observation.ndjson").open("ab") as out:
+        out.write(b'{"resourceType":"Observation","id":"deep","subject":{"reference":"Patient/net02"},"x":'
+                  + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
+        out.write(b'{"resourceType":"Observation","id":"odd","subject":{"reference":"Patient/net03"},'
+                  b'"status":"\xc3\x28"}\n')
+    code, out, err = run_cli(monkeypatch, capsys, "screen", "--trial", TRIAL, "--source", str(folder),
+                             "--as-of", AS_OF.isoformat(), "--format", "json")
+    assert code == 3
+    screened = {p["patient"].split("/")[1] for p in json.loads(out)["patients"]}
+    assert screened == set(ids) - {"net02", "net03"}
+    assert "error: Patient/net02: 1 unreadable resource(s) name this patient: " in err
+    assert "JSON nested too deeply" in err and "not valid UTF-8 (byte" in err

@@ -167,11 +167,29 @@ def test_interrupted_run_is_resumed_without_repeats(store, tmp_path: Path) -> No
     with pytest.raises(KeyboardInterrupt):
         run.execute()
     assert [r.status for r in records.interrupted_runs(store)] == ["running"]
-    resumed = execute(store, folder, as_of=date(2030, 1, 1))  # the resumed run keeps its own as-of date
+    resumed = execute(store, folder)  # the same command: continues where it stopped
     assert resumed.resumed and resumed.run.as_of == AS_OF.isoformat()
     assert resumed.run.screened == len(ids)
     rows = store.fetchall("SELECT COUNT(*) AS n FROM status_history")
     assert rows[0]["n"] == len(ids)
+
+
+@pytest.mark.parametrize("other", [{"as_of": date(2030, 1, 1)}, {"patient_ids": ["net01"]}, {"since": "auto"}],
+                         ids=["as-of", "patient", "since"])
+def test_an_interrupted_run_is_resumed_only_by_the_same_command(store, tmp_path: Path, caplog, other) -> None:  # noqa: ANN001
+    folder = tmp_path / "data"
+    write_cohort(folder)
+    run = ScheduledRun(store, Config(), RunOptions(trials=[TrialSpec.load(TRIAL)], source=str(folder), as_of=AS_OF))
+    run._screen = lambda *args: (_ for _ in ()).throw(KeyboardInterrupt)  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    (killed,) = records.interrupted_runs(store)
+    other = {"as_of": AS_OF, **other}
+    fresh = execute(store, folder, **other)
+    assert not fresh.resumed and fresh.run.id != killed.id
+    assert fresh.run.as_of == other["as_of"].isoformat()
+    assert records.get_run(store, killed.id).status == "abandoned"
+    assert f"run {killed.id} was interrupted, but with other options" in caplog.text
 
 
 def test_lock_held_means_locked_error(store_url: str, tmp_path: Path) -> None:
@@ -286,3 +304,20 @@ def test_cli_run_warns_when_the_synced_criteria_text_moved_on(cli_store, tmp_pat
                             "--since", "auto", "--db", db)
     assert code == 0 and "warning: mapping mappings/NCT05773274.yaml" in err and "synced in the store" in err
     assert "screened 18" in out  # the registry's re-screen marker: every earlier flag is re-screened
+
+
+def test_the_lock_is_the_store_s_not_the_spelling_of_its_path(store_url: str, tmp_path: Path, monkeypatch) -> None:
+    """A symlink, a relative path or another URL spelling of the same store is the same lock."""
+    folder = tmp_path / "data"
+    write_cohort(folder)
+    if store_url.startswith("postgresql"):
+        others = [store_url + "&application_name=other-spelling"]
+    else:
+        (tmp_path / "link.db").symlink_to(store_url)
+        monkeypatch.chdir(tmp_path)
+        others = [str(tmp_path / "link.db"), "store.db", "./link.db"]
+    with open_store(store_url) as first:
+        with run_lock(first):
+            for other in others:
+                with open_store(other) as second, pytest.raises(LockedError):
+                    execute(second, folder)

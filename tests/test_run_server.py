@@ -1,16 +1,15 @@
 """Scheduled runs against the real FHIR server (sekmet-fhir): full run, changes, incremental
-rerun and its diff, time windows moving, Bulk export path with `_since`, kill -9 and resume,
-lock contention. Each test loads its own prefixed patients and screens them through a Group,
-so tests sharing the server never see each other's patients."""
+rerun and its diff, time windows moving, Bulk export path with `_since`, lock contention,
+`results --post` (kill -9 and resume: test_chaos.py). Each test loads its own prefixed
+patients and screens them through a Group, so tests sharing the server never see each other's
+patients."""
 
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
 from connector.scheduled import records
 from connector.scheduled.lock import run_lock
 from connector.store import open_store
-from population import example_patients, generate_patients, group
+from population import example_patients, group
 
 pytestmark = pytest.mark.server
 TRIAL = "NCT05773274"
@@ -118,57 +117,6 @@ def test_lock_contention(server, spec, store_url: str) -> None:  # noqa: ANN001
         assert records.interrupted_runs(other) == []
 
 
-def _cli(db: Path, prefix: str, server) -> list[str]:  # noqa: ANN001
-    return [sys.executable, "-m", "connector", "run", "--trial", TRIAL, "--source", server.base_url,
-            "--group", f"{prefix}grp", "--as-of", AS_OF.isoformat(), "--concurrency", "1", "--db", str(db)]
-
-
-def _results(db: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT patient_id, status, result FROM patient_results ORDER BY patient_id").fetchall()
-
-
-def test_kill_9_then_resume_equals_uninterrupted(server, tmp_path: Path) -> None:  # noqa: ANN001
-    prefix = f"kil{os.getpid()}-"
-    patients = list(generate_patients(120, prefix=prefix))
-    server.load([r for p in patients for r in p] + [group(f"{prefix}grp", [p[0]["id"] for p in patients])])
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-    killed_db = tmp_path / "killed.db"
-    proc = subprocess.Popen(_cli(killed_db, prefix, server), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = 0
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if killed_db.exists():
-            try:
-                with sqlite3.connect(killed_db, timeout=1) as conn:
-                    done = conn.execute("SELECT COUNT(*) FROM run_progress").fetchone()[0]
-            except sqlite3.OperationalError:
-                done = 0
-            if done >= 15:
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    partial = len(_results(killed_db))
-    assert 15 <= partial < 120
-
-    resumed = subprocess.run(_cli(killed_db, prefix, server), cwd=ROOT, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "(resumed)" in resumed.stdout
-    clean_db = tmp_path / "clean.db"
-    clean = subprocess.run(_cli(clean_db, prefix, server), cwd=ROOT, env=env, capture_output=True, text=True)
-    assert clean.returncode == 0, clean.stderr
-    assert _results(killed_db) == _results(clean_db)
-    with sqlite3.connect(killed_db) as conn:
-        run_row = conn.execute("SELECT screened, status FROM runs").fetchall()
-        history = conn.execute("SELECT COUNT(*), COUNT(DISTINCT patient_id) FROM status_history").fetchone()
-    assert run_row == [(120, "done")], "one run, resumed: no duplicates, no gaps"
-    assert history == (120, 120)
-
-
 def test_results_post_writes_research_subjects(server, spec, tmp_path: Path) -> None:  # noqa: ANN001
     from click.testing import CliRunner
 
@@ -203,3 +151,45 @@ def test_unreachable_server_exits_2(tmp_path: Path) -> None:
     assert proc.stderr.startswith("error: ") and "connection refused" in proc.stderr.lower()
     with sqlite3.connect(tmp_path / "s.db") as conn:
         assert conn.execute("SELECT status FROM runs").fetchall() == [("failed",)]
+
+
+def test_results_post_never_replaces_a_research_study_it_did_not_create(server, spec, tmp_path: Path) -> None:  # noqa: ANN001
+    """The hospital's own ResearchStudy (title, PI, sites) stays as it was; ours is only referenced.
+    The identifier system and extension URLs come from the config."""
+    import json
+
+    import requests
+    from click.testing import CliRunner
+
+    from connector.cli import cli
+
+    prefix = f"rst{os.getpid()}-"
+    load_cohort(server, prefix)
+    theirs = {"resourceType": "ResearchStudy", "id": TRIAL, "status": "active", "title": "NETTER-P (site copy)",
+              "principalInvestigator": {"reference": "Practitioner/pi-1", "display": "Dr. Site PI"},
+              "site": [{"reference": "Location/site-1"}]}
+    requests.put(f"{server.base_url}/ResearchStudy/{TRIAL}", json=theirs, headers=server.admin_headers(),
+                 timeout=30).raise_for_status()
+    db = tmp_path / "post.db"
+    with open_store(str(db)) as store:
+        run(store, server, spec, prefix)
+    config = tmp_path / "tc.toml"
+    config.write_text('[fhir_output]\nidentifier_system = "https://hospital.example.org/prescreen"\n'
+                      'extension_base = "https://hospital.example.org/fhir/StructureDefinition"\n')
+    result = CliRunner().invoke(cli, ["--config", str(config), "results", "--trial", TRIAL, "--format", "fhir",
+                                      "--post", "--db", str(db), "--server", server.base_url], standalone_mode=False)
+    assert result.exception is None, result.stderr
+    assert f"ResearchStudy/{TRIAL} exists on the server and was not created by trial-connector" in result.stderr
+    kept = server.get(f"ResearchStudy/{TRIAL}").json()
+    assert {k: kept.get(k) for k in ("title", "principalInvestigator", "site")} == \
+        {k: theirs[k] for k in ("title", "principalInvestigator", "site")}
+    posted = json.loads(result.stdout)
+    assert all(e["resource"]["resourceType"] == "ResearchSubject" for e in posted["entry"])
+    from connector.report.research_subjects import subject_id
+
+    subject = server.get(f"ResearchSubject/{subject_id(TRIAL, f'{prefix}net04')}").json()
+    assert subject["study"]["reference"] == f"ResearchStudy/{TRIAL}"
+    assert subject["identifier"][0]["system"] == "https://hospital.example.org/prescreen"
+    assert {e["url"] for e in subject["extension"]} <= {
+        "https://hospital.example.org/fhir/StructureDefinition/prescreen-as-of",
+        "https://hospital.example.org/fhir/StructureDefinition/prescreen-criterion"}

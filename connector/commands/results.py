@@ -45,10 +45,11 @@ def results(ctx: click.Context, trial: str, status: str | None, new_only: bool, 
         patients = [PatientResult.from_json(r["result"]) for r in rows]
         as_of = last.as_of if last else max((r["as_of"] for r in rows), default=date.today().isoformat())
         if output_format == "fhir":
-            bundle = _fhir_bundle(store, trial, rows, "transaction" if post else "collection")
             if post:
-                _post(ctx, store, bundle, server_arg, last)
+                bundle = _post(ctx, store, trial, rows, server_arg, last)
                 click.echo(f"posted {len(rows)} ResearchSubject(s) for {trial}", err=True)
+            else:
+                bundle = _fhir_bundle(store, trial, rows, "collection", fhir_output(ctx))
             click.echo(json.dumps(bundle, indent=2, ensure_ascii=False))
             return 0
     report = _report(trial, as_of, patients)
@@ -97,28 +98,53 @@ def _table(report: ScreenReport, trial: str) -> None:
     click.echo(f"{len(report.patients)} patient(s)")
 
 
-def _fhir_bundle(store: Store, trial: str, rows: list[dict[str, Any]], bundle_type: str) -> dict[str, Any]:
+def fhir_output(ctx: click.Context) -> Any:
+    """The site's identifier system and extension base for FHIR output (config [fhir_output])."""
+    from connector.report.research_subjects import FhirOutput
+
+    config = command_config(ctx)
+    defaults = FhirOutput()
+    return FhirOutput(config.output_identifier_system or defaults.identifier_system,
+                      config.output_extension_base or defaults.extension_base)
+
+
+def _fhir_bundle(store: Store, trial: str, rows: list[dict[str, Any]], bundle_type: str, output: Any,
+                 with_study: bool = True, study_reference: str | None = None) -> dict[str, Any]:
     from connector.registry.fhir import research_study
     from connector.registry.versions import latest_trial_record
     from connector.report.research_subjects import minimal_study, subjects_bundle
 
-    record = latest_trial_record(store, trial)
-    study = research_study(record) if record else minimal_study(trial)
+    study = None
+    if with_study:
+        record = latest_trial_record(store, trial)
+        study = research_study(record) if record else minimal_study(trial)
     return subjects_bundle(trial, study, ((PatientResult.from_json(r["result"]), r["as_of"]) for r in rows),
-                           bundle_type)
+                           bundle_type, output, study_reference)
 
 
-def _post(ctx: click.Context, store: Store, bundle: dict[str, Any], server_arg: str | None,
-          last: records.RunRow | None) -> None:
+def _post(ctx: click.Context, store: Store, trial: str, rows: list[dict[str, Any]], server_arg: str | None,
+          last: records.RunRow | None) -> dict[str, Any]:
+    """Write the ResearchSubjects as a transaction; a ResearchStudy the tool did not create is
+    referenced, never replaced. Returns the Bundle posted."""
     from connector.fhir.client import FhirClient
+    from connector.report.research_subjects import existing_study
 
     config = command_config(ctx)
     target = server_arg or (last.source if last and last.source.startswith(("http://", "https://")) else None)
     if target is None:
         raise ConfigError("--post needs --server (the last run did not read a FHIR server)")
     named = next((name for name, s in config.servers.items() if s.url.rstrip("/") == target.rstrip("/")), None)
+    output = fhir_output(ctx)
     client = FhirClient(config.server(named or target))
     try:
+        found = existing_study(client, trial, output)
+        theirs = found is not None and not found[1]
+        if theirs:
+            click.echo(f"note: {found[0]} exists on the server and was not created by trial-connector: "
+                       "referenced, not replaced", err=True)
+        bundle = _fhir_bundle(store, trial, rows, "transaction", output, with_study=not theirs,
+                              study_reference=found[0] if found else None)
         client.http.post_json(client.base_url, bundle)
     finally:
         client.close()
+    return bundle

@@ -1,7 +1,8 @@
 """`trial-connector run`: the scheduled pre-screen of a whole population (cron-friendly).
 
 Exit codes: 0 done, 3 done with per-patient errors (listed), 2 source unreachable after
-retries, 4 another run holds the lock, 1 usage/mapping errors.
+retries or answering short (see README "Failure behaviour"), 4 another run holds the lock,
+1 usage/mapping errors.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ SHOWN_ERRORS = 20
                    "workers read the same paths.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler for --engine dask.")
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
-              help="Where --bulk downloads go (mode 0700; removed after the run).")
+              help="Where --bulk downloads go: a new or empty folder (mode 0700); only the export's own "
+                   "files are removed after the run.")
 @click.option("--site-country", default=None, help="Screening site's country code (default: config [site] country).")
 @db_option
 @click.pass_context

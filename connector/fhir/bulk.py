@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,12 +20,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from connector.errors import SourceError
+from connector.errors import ConfigError, SourceError
 from connector.fhir.http import FhirRequestError, HttpClient, parse_retry_after, redact_url
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "bulk-job.state"  # not *.json: the folder is read as FHIR files afterwards
+WORK_MARKER = ".trial-connector-work"  # marks a work dir as ours ("created" or "adopted" when empty)
+EXPORT_FILE = re.compile(r"^\d{4}\.[A-Za-z]+\.ndjson(\.part)?$")  # the names download_all gives
 CHUNK_BYTES = 1 << 16
 DEFAULT_POLL_S = 2.0
 MAX_POLL_S = 60.0
@@ -66,6 +69,10 @@ class ExportRequest:
         return {"path": self.path(), "params": [list(p) for p in self.params()]}
 
 
+class ExportExpired(SourceError):
+    """The server no longer has the export's files (404/410): a new export is needed."""
+
+
 @dataclass(frozen=True)
 class ExportResult:
     files: list[Path]
@@ -105,15 +112,53 @@ class BulkExportClient:
         os.replace(tmp, self.state_path)
 
     def _prepare_dir(self) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        """Make (or adopt) the work dir. It must be new, empty, or one of ours (it holds our marker):
+        cleaning up deletes only what this client wrote, never a user's folder."""
+        marker = self.work_dir / WORK_MARKER
+        if self.work_dir.exists() or self.work_dir.is_symlink():
+            if not self.work_dir.is_dir() or self.work_dir.is_symlink():
+                raise ConfigError(f"work dir {self.work_dir} is not a folder")
+            if not marker.exists():
+                if any(self.work_dir.iterdir()) and not self.state_path.exists():  # (state: an older version's)
+                    raise ConfigError(f"work dir {self.work_dir} is not empty and was not made by trial-connector; "
+                                      "give a new or empty folder (its files would be mixed with the export)")
+                marker.write_text("adopted\n")
+        else:
+            self.work_dir.mkdir(parents=True, mode=0o700)
+            marker.write_text("created\n")
         os.chmod(self.work_dir, 0o700)  # exports are PHI
+
+    def remove_files(self) -> None:
+        """Delete what this client wrote in the work dir (exports, partial files, state), and the
+        folder itself when this client created it and nothing else is left in it."""
+        marker = self.work_dir / WORK_MARKER
+        if not marker.is_file():
+            return
+        created = marker.read_text().strip() == "created"
+        for path in self.work_dir.iterdir():
+            ours = path.name in (STATE_FILE, STATE_FILE.rsplit(".", 1)[0] + ".tmp", WORK_MARKER)
+            if (ours or EXPORT_FILE.match(path.name)) and (path.is_file() or path.is_symlink()):
+                path.unlink()
+        if created and not any(self.work_dir.iterdir()):
+            self.work_dir.rmdir()
 
     # ---- the whole export ------------------------------------------------------------------
 
     def export(self, request: ExportRequest, *, delete_when_done: bool = True) -> ExportResult:
-        """Kick off (or continue) the export, wait for it, download every file, then delete the job."""
+        """Kick off (or continue) the export, wait for it, download every file, then delete the job.
+
+        Files the server has expired (404/410 on a download after a crash) start a new export, once.
+        """
         self._prepare_dir()
         state = self._load_state(request)
+        try:
+            return self._export(request, state, delete_when_done)
+        except ExportExpired as exc:
+            log.warning("%s; starting a new export", exc)
+            self.state_path.unlink(missing_ok=True)
+            return self._export(request, {}, delete_when_done)
+
+    def _export(self, request: ExportRequest, state: dict[str, Any], delete_when_done: bool) -> ExportResult:
         if not state:
             self._clear_files()
             state = {"request": request.key(), "status_url": None, "manifest": None, "done": []}
@@ -127,6 +172,10 @@ class BulkExportClient:
                 state["done"] = []
                 self._save_state(state)
                 manifest = self.poll(state["status_url"])
+            if not manifest["output"] and not manifest.get("error") and request.since is None:
+                self.remove_files()  # nothing to resume: the next run asks again instead of trusting it
+                raise SourceError(f"bulk export {redact_url(state['status_url'])} finished with no files at all; "
+                                  "a whole population cannot be empty (check the server)")
             state["manifest"] = manifest
             self._save_state(state)
         manifest = state["manifest"]
@@ -139,8 +188,9 @@ class BulkExportClient:
         return ExportResult(files, manifest.get("transactionTime"), errors)
 
     def _clear_files(self) -> None:
-        for path in self.work_dir.glob("*.ndjson*"):
-            path.unlink()
+        for path in self.work_dir.iterdir():
+            if EXPORT_FILE.match(path.name):
+                path.unlink()
 
     # ---- steps -----------------------------------------------------------------------------
 
@@ -219,7 +269,14 @@ class BulkExportClient:
         headers = {"Accept": "application/fhir+ndjson"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        response = self.http.request("GET", url, headers=headers, stream=True, authenticate=requires_token)
+        try:
+            response = self.http.request("GET", url, headers=headers, stream=True, authenticate=requires_token)
+        except FhirRequestError as exc:
+            if exc.status in (404, 410):
+                part.unlink(missing_ok=True)
+                raise ExportExpired(f"bulk file {redact_url(url)} is gone (HTTP {exc.status}): the server expired "
+                                    "the export") from None
+            raise
         try:
             if offset and response.status_code != 206:
                 log.info("%s: server ignored Range; downloading the whole file again", redact_url(url))

@@ -36,6 +36,7 @@ FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 REJECTED = (400, 422)  # "I do not understand this query": worth a broader one
 MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
 _MEDICATION_CACHE_MAX = 10_000
+STALE_PAGES = 3  # pages in a row with nothing new before a search counts as paging for ever
 _IDS_PER_SEARCH = 50  # keeps `Medication?_id=a,b,...` URLs short
 
 Params = list[tuple[str, str]]
@@ -151,26 +152,50 @@ class FhirClient:
         yield from self.walk_pages(first, f"{rtype} search")
 
     def walk_pages(self, bundle: Any, label: str, seen: set[tuple[str, str]] | None = None) -> Iterator[dict[str, Any]]:
-        """The resources of a searchset Bundle and of every page after it."""
+        """The resources of a searchset Bundle and of every page after it.
+
+        A server that misbehaves cannot make this page for ever or end short in silence: pages
+        that bring nothing new (STALE_PAGES in a row), more matches than the announced `total`,
+        or fewer once the last page is read, are a SourceError.
+        """
         seen = set() if seen is None else seen
         visited: set[str] = set()
+        total = bundle.get("total") if isinstance(bundle, dict) else None
+        total = total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+        matches = 0
+        stale = 0
         while True:
             if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
                 raise SourceError(f"{label}: the server returned something other than a Bundle")
-            yield from self._entries(bundle, label, seen)
+            fresh = 0
+            for resource, is_match in self._entries(bundle, label, seen):
+                fresh += 1
+                matches += is_match
+                yield resource
+            if total is not None and matches > total:
+                raise SourceError(f"{label}: the server returned more than the {total} matches it announced; "
+                                  "its paging is broken")
+            stale = 0 if fresh else stale + 1
             next_url = next((link.get("url") for link in bundle.get("link") or []
                              if isinstance(link, dict) and link.get("relation") == "next"), None)
             if not isinstance(next_url, str) or not next_url:
-                return
+                break
+            if stale >= STALE_PAGES:
+                raise SourceError(f"{label}: {stale} pages in a row brought nothing new but the server keeps "
+                                  "linking a next page; stopped")
             next_url = urljoin(self.base_url + "/", next_url)
             if next_url in visited:
                 log.warning("%s: the server's next link repeats a page already read; stopping there", label)
-                return
+                break
             self._check_same_server(next_url, label)
             visited.add(next_url)
             bundle = self.http.get_json(next_url)
+        if total is not None and matches < total:
+            raise SourceError(f"{label}: the server announced {total} matches but returned {matches}")
 
-    def _entries(self, bundle: dict[str, Any], label: str, seen: set[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    def _entries(self, bundle: dict[str, Any], label: str,
+                 seen: set[tuple[str, str]]) -> Iterator[tuple[dict[str, Any], bool]]:
+        """(resource, whether it is a match rather than an `_include`) for each new entry."""
         duplicates = 0
         for entry in bundle.get("entry") or []:
             resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -189,7 +214,8 @@ class FhirClient:
                 duplicates += 1
                 continue
             seen.add((rtype, rid))
-            yield resource
+            search = entry.get("search")
+            yield resource, not (isinstance(search, dict) and search.get("mode") == "include")
         if duplicates:
             log.debug("%s: %d repeated entries dropped (offset paging while data changed)", label, duplicates)
 

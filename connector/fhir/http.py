@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from connector import __version__
 from connector.config import ServerConfig
@@ -39,6 +40,8 @@ SAFE_QUERY_PARAMS = frozenset({
     "page", "pageSize", "pageToken", "ct", "_cursor",
 })
 _MAX_DIAGNOSTICS = 500
+CHUNK_BYTES = 1 << 16
+MAX_ANSWER_BYTES = 512 * 1024 * 1024  # one answer (a page, a manifest), decompressed: never a whole export
 _MAX_URL_IN_MESSAGE = 300
 
 
@@ -154,6 +157,8 @@ def _with_params(url: str, params: Any) -> str:
 
 def _network_reason(exc: BaseException) -> str:
     """A short cause for a network failure, without the URL that requests puts in its messages."""
+    if isinstance(exc, DeadlineExceeded):
+        return "timed out (the whole answer took longer than the timeout)"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return "connection timed out"
     if isinstance(exc, requests.exceptions.ReadTimeout):
@@ -171,6 +176,41 @@ def _network_reason(exc: BaseException) -> str:
             stack.extend(a for a in item.args if isinstance(a, BaseException))
             stack.extend(x for x in (item.__cause__, item.__context__, getattr(item, "reason", None)) if x)
     return exc.__class__.__name__
+
+
+class DeadlineExceeded(requests.exceptions.ReadTimeout):
+    """The whole answer did not arrive within `timeout`, though each piece came in time."""
+
+
+def read_body_by(response: requests.Response, deadline: float, max_bytes: int = MAX_ANSWER_BYTES) -> None:
+    """Read a streamed response's body completely by `deadline` (a time.monotonic value).
+
+    `requests` applies its timeout to each socket read, so a server sending a byte every few
+    seconds holds a request for hours; this bounds the whole answer, and its size (a body,
+    compressed or not, over `max_bytes` is refused). The body is then available as
+    `response.content`, as if it had not been streamed."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                response.close()
+                raise DeadlineExceeded("answer not complete within the timeout")
+            chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                response.close()
+                raise SourceError(f"{response.request.method} {redact_url(response.url)}: answer larger than "
+                                  f"{max_bytes // (1024 * 1024)} MB; refused")
+            chunks.append(chunk)
+    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from exc
+    response._content = b"".join(chunks)  # noqa: SLF001 - what requests itself sets after reading
+    response._content_consumed = True  # noqa: SLF001
 
 
 class HttpClient:
@@ -255,9 +295,12 @@ class HttpClient:
             if data_factory is not None:
                 kwargs["data"] = data_factory()
             started = time.monotonic()
+            streamed = bool(kwargs.get("stream"))
             try:
                 response = self.session.request(method, url, headers=send_headers, timeout=timeout,
-                                                verify=self.server.verify, **kwargs)
+                                                verify=self.server.verify, **{**kwargs, "stream": True})
+                if not streamed:
+                    read_body_by(response, started + timeout)
             except requests.exceptions.SSLError:
                 self.stats.count(0, retry=attempt > 1)
                 raise SourceError(f"{method} {shown}: TLS verification failed (set ca_bundle for a private CA; "
@@ -274,7 +317,7 @@ class HttpClient:
                 continue
             except requests.exceptions.RequestException as exc:
                 raise SourceError(f"{method} {shown}: {exc.__class__.__name__}") from None
-            received = len(response.content) if not kwargs.get("stream") else int(
+            received = len(response.content) if not streamed else int(
                 response.headers.get("Content-Length") or 0)
             self.stats.count(received, retry=attempt > 1)
             status = response.status_code

@@ -48,10 +48,18 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "mapping.schema.json"
+MAX_YAML_VALUES = 100_000  # the seed mapping has about 900
+MAX_YAML_DEPTH = 100  # the seed mapping nests 8 deep
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one) and nesting
+    deeper than MAX_YAML_DEPTH (PyYAML's scanner slows down quadratically, its composer recurses)."""
+
+    def fetch_more_tokens(self) -> None:
+        super().fetch_more_tokens()
+        if self.flow_level + len(self.indents) > MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels; refused")
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -125,15 +133,61 @@ def load_mapping(path: str | Path) -> Mapping:
     if known is not None:
         return build_mapping(known, name, path, validated=True)
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        document = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise MappingError(f"{name}: invalid YAML: {where}{problem}") from None
+        raise MappingError(f"{name}: invalid YAML: {where}{short(problem)}") from None
     mapping = build_mapping(document, name, path)
     validated_cache.remember(text, SCHEMA_PATH, document)
     return mapping
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML -> Python with SafeLoader semantics, duplicate keys refused, and aliases bounded:
+    a document whose aliases would expand beyond MAX_YAML_VALUES values (a "billion laughs"
+    bomb) is refused before anything walks the expansion."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        expanded_size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def expanded_size(node: yaml.Node) -> int:
+    """How many values `node` stands for once every alias is expanded; YAMLError past the bound."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(current: yaml.Node) -> int:
+        key = id(current)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise yaml.YAMLError("a YAML alias refers to itself")
+        in_progress.add(key)
+        total = 1
+        if isinstance(current, yaml.SequenceNode):
+            total += sum(size(child) for child in current.value)
+        elif isinstance(current, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in current.value)
+        in_progress.discard(key)
+        if total > MAX_YAML_VALUES:
+            raise yaml.YAMLError(f"aliases expand to more than {MAX_YAML_VALUES} values; refused")
+        sizes[key] = total
+        return total
+
+    return size(node)
+
+
+def short(text: str, limit: int = 300) -> str:
+    """A message part cut to `limit` characters: a bad value is shown as an excerpt only."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build_mapping(document: Any, name: str, path: Path | None = None, validated: bool = False) -> Mapping:
@@ -179,8 +233,8 @@ def _owner(document: Any, parts: list[Any]) -> str:
 
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum" and list(error.absolute_path)[-1:] == ["kind"]:
-        return f"unknown kind {error.instance!r} (known: {', '.join(error.validator_value)})"
-    return error.message
+        return f"unknown kind {short(repr(error.instance), 80)} (known: {', '.join(error.validator_value)})"
+    return short(error.message)
 
 
 class _Builder:

@@ -20,6 +20,7 @@ import requests
 
 from connector import __version__
 from connector.errors import ConnectorError, SourceError
+from connector.fhir.http import read_body_by
 from connector.registry.ids import normalise_nct_id
 from connector.registry.pacing import Clock, Pacer, Sleep
 from connector.retry import backoff_delay, parse_retry_after
@@ -195,8 +196,11 @@ class CtGovClient:
             self.stats.waited_s += self.pacer.wait()
             self.stats.requests += 1
             try:
-                response = self.session.get(url, params=params, timeout=self.timeout, verify=self.verify)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                started = time.monotonic()
+                response = self.session.get(url, params=params, timeout=self.timeout, verify=self.verify,
+                                            stream=True)
+                read_body_by(response, started + self.timeout)  # the timeout bounds the whole answer
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 if attempt >= self.max_retries:
                     raise SourceError(
                         f"ClinicalTrials.gov API unreachable at {url} after {attempt + 1} attempts: {_reason(exc)}"

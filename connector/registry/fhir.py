@@ -16,7 +16,7 @@ from fhir.resources.R4B.researchstudy import ResearchStudy
 from connector.errors import ConnectorError
 
 NCT_IDENTIFIER_SYSTEM = "https://clinicaltrials.gov"
-CTGOV_STATUS_EXTENSION = "https://trial-connector.example/fhir/StructureDefinition/ctgov-overall-status"
+CTGOV_STATUS_EXTENSION = "urn:trial-connector:StructureDefinition/ctgov-overall-status"
 PHASE_SYSTEM = "http://terminology.hl7.org/CodeSystem/research-study-phase"
 GENDER_SYSTEM = "http://hl7.org/fhir/administrative-gender"
 UCUM = "http://unitsofmeasure.org"

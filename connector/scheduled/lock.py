@@ -2,8 +2,10 @@
 
 Both kinds are released by the operating system or the database when the process dies
 (kill -9 included), so a crashed run never blocks the next one:
-- SQLite: an exclusive `flock` on `<store file>.lock` (mode 0600) next to the store;
-- PostgreSQL: a session advisory lock keyed by the store's schema.
+- SQLite: an exclusive `flock` on `<store file>.lock` (mode 0600) next to the store file the
+  path resolves to, so a symlink or another relative spelling of the same store is the same lock;
+- PostgreSQL: a session advisory lock keyed by the database and schema the connection really
+  uses (not the URL that named them).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from connector.errors import LockedError
 from connector.store import Store
 
-_PG_KEY = "hashtext('trial-connector:run:' || current_schema())"
+_PG_KEY = "hashtext('trial-connector:run:' || current_database() || '/' || current_schema())"
 
 
 @contextmanager
@@ -29,7 +31,7 @@ def run_lock(store: Store) -> Iterator[None]:
     if store.location == ":memory:":
         yield
         return
-    with _file_lock(store.location + ".lock", store.location):
+    with _file_lock(os.path.realpath(store.location) + ".lock", store.location):
         yield
 
 

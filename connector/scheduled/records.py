@@ -98,6 +98,17 @@ def last_successful_run(store: Store, source: str, trial: str) -> RunRow | None:
     return None
 
 
+def last_population(store: Store, source: str, trials: list[str]) -> int:
+    """How many patients the newest finished full run of any of `trials` on `source` read (0: none)."""
+    rows = store.fetchall("SELECT trials, screened, errors, plan FROM runs WHERE source = ? AND mode = 'full'"
+                          " AND status IN (?, ?) ORDER BY id DESC", (source, *SUCCEEDED))
+    for row in rows:
+        plan = store.from_json(row["plan"]) if row["plan"] is not None else {}
+        if set(row["trials"].split(",")) & set(trials) and (plan or {}).get("ids") is None:
+            return int(row["screened"]) + int(row["errors"])
+    return 0
+
+
 def latest_run_of_trial(store: Store, trial: str) -> RunRow | None:
     """The newest run (of any source) that screened `trial` and finished."""
     for row in store.fetchall(f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN (?, ?) ORDER BY id DESC",

@@ -9,7 +9,6 @@ those patients' full records over REST.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -79,5 +78,6 @@ class BulkSource:
         yield from files.iter_facts(needs, patient_ids)
 
     def cleanup(self) -> None:
-        """Remove the downloaded files (PHI) once the run that used them has finished."""
-        shutil.rmtree(self.exporter.work_dir, ignore_errors=True)
+        """Remove the downloaded files (PHI) once the run that used them has finished: only what
+        the export wrote, and its folder when the export created it."""
+        self.exporter.remove_files()

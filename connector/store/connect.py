@@ -78,6 +78,7 @@ def _create_private(path: Path) -> None:
     if path.exists():
         if path.is_dir():
             raise StoreError(f"store path {path} is a directory; give a file path")
+        tighten_modes(path)
         return
     if not path.parent.exists():
         raise StoreError(f"cannot create store {path}: directory {path.parent} does not exist")
@@ -89,6 +90,22 @@ def _create_private(path: Path) -> None:
         raise StoreError(f"cannot create store {path}: {exc.strerror}") from None
     os.close(fd)
     os.chmod(path, 0o600)  # the umask may have removed bits, never added: make it exact
+
+
+def tighten_modes(path: Path) -> None:
+    """An existing store (and its -wal/-shm files) readable by others is made owner-only, with a
+    warning: it holds PHI, and an older version or a copy may have left it 0644."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = file.stat().st_mode & 0o777
+            if mode & 0o077 and file.stat().st_uid == os.getuid():
+                os.chmod(file, mode & 0o700)
+                log.warning("store file %s was readable by others (mode %o); made owner-only (%o)", file, mode,
+                            mode & 0o700)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("cannot tighten the mode of store file %s: %s", file, exc.strerror)
 
 
 def _open_postgres(url: str) -> Store:
