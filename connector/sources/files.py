@@ -26,9 +26,9 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
