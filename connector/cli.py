@@ -14,13 +14,15 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from connector import __version__
-from connector.config import Config, load_config
 from connector.errors import EXIT_DATA, ConnectorError
+
+if TYPE_CHECKING:
+    from connector.config import Config
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
@@ -33,6 +35,19 @@ COMMANDS: dict[str, str] = {
     "report": "connector.commands.report:report",
     "registry": "connector.commands.registry:registry",
     "mappings": "connector.commands.mappings:mappings",
+}
+
+# command name -> its help text's first sentence, so `--help` lists the commands without
+# importing them (each pulls in its own stack: HTTP, JSON Schema, the store...). A command
+# missing here is imported for its help; tests/test_startup.py keeps these true.
+COMMAND_HELP: dict[str, str] = {
+    "fetch": "Fetch one patient's data and print its facts grouped by type, with counts.",
+    "servers": "FHIR servers: list the configured ones, check what one supports and whether auth works.",
+    "screen": "Pre-screen patients for one trial: each criterion met / not met / unknown, with evidence.",
+    "run": "Screen a population against trials, store the results, report who is new.",
+    "results": "Show stored results: table, JSON (as `screen --format json`), CSV, or FHIR ResearchSubjects.",
+    "history": "How a patient's pre-screen status changed from run to run.",
+    "registry": "Trial metadata from the ClinicalTrials.gov API v2: versioned, validated, change-aware.",
 }
 
 
@@ -48,6 +63,8 @@ class AppContext:
     @property
     def config(self) -> Config:
         if self._config is None:
+            from connector.config import load_config  # not needed by `--help`
+
             self._config = load_config(self.config_path)
         return self._config
 
@@ -129,6 +146,23 @@ class LazyGroup(click.Group):
             return None
         module_name, attr = target.split(":")
         return with_global_options(getattr(importlib.import_module(module_name), attr))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from COMMAND_HELP: listing commands must not import them all."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in COMMAND_HELP:
+                rows.append((name, click.Command(name, help=COMMAND_HELP[name]).get_short_help_str(limit)))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     @staticmethod
     def _available(name: str) -> bool:

@@ -55,7 +55,7 @@ _ICD_SYSTEMS = {ICD10CM, ICD10}
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
-@lru_cache(maxsize=1024)  # called for every coding read: a feed has few distinct systems
+@lru_cache(maxsize=4096)  # called for every coding of every resource read: a few distinct systems
 def canonical_system(system: str | None) -> str | None:
     """A system URI or alias -> its canonical FHIR URI (unknown systems are kept as given)."""
     if system is None:
@@ -65,6 +65,7 @@ def canonical_system(system: str | None) -> str | None:
     return found or text.rstrip("/")
 
 
+@lru_cache(maxsize=65536)
 def normalize_code(system: str | None, code: str) -> str:
     """ICD-10 codes compare without dots and case (`c7a.012` == `C7A012`); others as given."""
     code = code.strip()

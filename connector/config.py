@@ -12,7 +12,7 @@ Example::
     max_retries = 5
     retry_after_cap = 120 # seconds: longest Retry-After we will sleep
     concurrency = 4
-    narrow_observations = true   # code=/date=ge on Observation searches (see bench/README.md)
+    narrow_observations = "auto" # code=/date=ge on Observation searches: true, false, or measured (auto)
     post_results = false  # true when `results --post` writes ResearchSubjects here
 
     [servers.hospital.auth]
@@ -98,8 +98,9 @@ class ServerConfig:
     retry_after_cap: float = 120.0
     concurrency: int = 4
     # Send `code=`/`date=ge` on Observation searches. Fewer bytes, but some servers answer such
-    # searches slowly (bench/README.md): measure on yours and turn it off if so.
-    narrow_observations: bool = True
+    # searches slowly (bench/README.md): "auto" times both ways on the first patients of a run
+    # and keeps the faster (connector.fhir.narrowing); true/false pin it.
+    narrow_observations: bool | str = "auto"
     post_results: bool = False  # `results --post` writes here: `servers check` then wants write scopes too
     auth: AuthConfig = field(default_factory=AuthConfig)
 

@@ -84,7 +84,7 @@ class ServerTable(_Table):
     max_retries: int = Field(5, ge=0, le=20)
     retry_after_cap: float = Field(120.0, ge=0, le=3600)
     concurrency: int = Field(4, ge=1, le=64)
-    narrow_observations: bool = True
+    narrow_observations: bool | Literal["auto"] = "auto"  # measured on the first patients, or pinned
     post_results: bool = False
     auth: AuthTable = Field(default_factory=AuthTable)
 

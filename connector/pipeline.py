@@ -25,17 +25,16 @@ from typing import Any
 
 from connector.config import Config
 from connector.errors import ConfigError, ConnectorError, SourceError, StoreError, short
-from connector.evaluation import evaluate_patient
 from connector.facts import PatientFacts
 from connector.mapping import data_needs
 from connector.mapping.catalog import MappingSources, load_resolved
 from connector.mapping.model import Mapping
 from connector.needs import DataNeeds
 from connector.scheduled import records
-from connector.scheduled.fetching import FactsItem, changed_patient_ids, concurrent_facts, server_watermark
-from connector.scheduled.freshness import rescreen_on
+from connector.scheduled.fetching import changed_patient_ids, concurrent_facts, server_watermark
 from connector.scheduled.lock import run_lock
 from connector.scheduled.progress import Progress
+from connector.scheduled.workers import PARALLEL_MIN_BYTES, Screener, ScreenJob, TrialJob, default_workers
 from connector.sources.problems import ProblemLog
 from connector.store import Store
 
@@ -74,6 +73,9 @@ class RunOptions:
     group: str | None = None
     patient_ids: list[str] | None = None
     concurrency: int | None = None
+    workers: int | None = None  # processes screening local files (default: the machine's cores)
+    engine: str = "embedded"  # or "dask": local files screened on the cluster at `scheduler`
+    scheduler: str | None = None
     work_dir: Path | None = None
     site_country: str = "US"
 
@@ -102,6 +104,7 @@ class ScheduledRun:
         self.server: Any = None  # connector.config.ServerConfig for server sources
         self.client: Any = None  # connector.fhir.client.FhirClient
         self.source_errors = ProblemLog()
+        self._source_gave = 0  # patients the source gave this run (finished ones included)
 
     # ---- set-up ------------------------------------------------------------------------------
 
@@ -289,34 +292,77 @@ class ScheduledRun:
         ids: list[str] | None = plan.get("ids")
         if ids is not None:
             self.progress.set_total(len(ids))
+        job = ScreenJob(tuple(TrialJob(s.trial, s.mapping, s.mapping_hash) for s in self.options.trials), as_of,
+                        self.options.site_country)
+        with Screener(job, self._workers()) as screener:
+            if self.options.engine == "dask":
+                results = self._dask_results(run, needs, job, ids, done)
+            else:
+                results = screener.screen(self._to_screen(run, self._facts(run, needs, ids, done, screener), done))
+            failures_in_a_row = 0
+            for pid, outcome in results:
+                if isinstance(outcome, ConnectorError):
+                    records.save_patient_error(self.store, run.id, pid, self.trials, short(str(outcome)))
+                    log.warning("Patient/%s: %s", pid, outcome)
+                    failures_in_a_row = failures_in_a_row + 1 if isinstance(outcome, SourceError) else 0
+                    if failures_in_a_row >= UNREACHABLE_AFTER:
+                        raise SourceError(f"{self.options.source}: {failures_in_a_row} patients in a row failed "
+                                          f"with server errors; giving up (last: {outcome})")
+                else:
+                    failures_in_a_row = 0
+                    self._screen(run, pid, outcome)
+                self.progress.advance()
+        if not self._source_gave and run.mode == FULL and ids is None:
+            self._check_not_vanished()
+
+    def _dask_results(self, run: records.RunRow, needs: DataNeeds, job: ScreenJob, ids: list[str] | None,
+                      done: set[str]) -> Iterator[tuple[str, Any]]:
+        """Outcomes computed on a Dask cluster (connector.scheduled.dask_engine), filtered as
+        `_to_screen` filters what this process screens."""
+        from connector.scheduled.dask_engine import DaskRun
+
+        if not self.is_local or not self.options.scheduler:
+            raise ConfigError("--engine dask screens local files (a path the workers can read) and needs --scheduler")
+        cluster = DaskRun(self.options.scheduler, Path(self.options.source), needs, job,
+                          self.config.max_resource_bytes)
+        wanted = None if ids is None else set(ids)
+        screened = ((pid, outcome) for pid, outcome in cluster.results(done)
+                    if wanted is None or pid in wanted)
+        yield from self._to_screen(run, screened, done)
+        self.source_errors.extend(cluster.errors)
+
+    def _workers(self) -> int:
+        """Processes for this run: --workers (default: the cores) for local files big enough to gain."""
+        if not self.is_local:
+            return 1
+        wanted = self.options.workers or default_workers()
+        if wanted > 1 and self.options.workers is None:
+            from connector.sources.files import fhir_files
+
+            size = sum(f.stat().st_size for f in fhir_files(Path(self.options.source)))
+            if size < PARALLEL_MIN_BYTES:
+                return 1
+        return wanted
+
+    def _to_screen(self, run: records.RunRow, items: Iterable[tuple[str, Any]],
+                   done: set[str]) -> Iterator[tuple[str, Any]]:
+        """The items still to screen: not done by this run already, not unchanged since the last one."""
         skip_unchanged = run.mode == INCREMENTAL and self.is_local
         versions = {t: records.stored_versions(self.store, t) for t in self.trials} if skip_unchanged else {}
         hashes = {s.trial: s.mapping_hash for s in self.options.trials}
         errored: set[str] = set()
         if skip_unchanged:
             errored = set().union(*(records.errored_patients(self.store, t) for t in self.trials))
-        failures_in_a_row = 0
         seen: set[str] = set(done)
-        for pid, item in self._facts(run, needs, ids, done):
+        for pid, item in items:
             if pid in seen:
                 continue
             seen.add(pid)
-            if isinstance(item, PatientFacts) and skip_unchanged and pid not in errored and self._unchanged(
-                    pid, item, versions, hashes, run.as_of):
+            if skip_unchanged and not isinstance(item, ConnectorError) and pid not in errored and self._unchanged(
+                    pid, _data_version(item), versions, hashes, run.as_of):
                 continue
-            if isinstance(item, ConnectorError):
-                records.save_patient_error(self.store, run.id, pid, self.trials, str(item))
-                log.warning("Patient/%s: %s", pid, item)
-                failures_in_a_row = failures_in_a_row + 1 if isinstance(item, SourceError) else 0
-                if failures_in_a_row >= UNREACHABLE_AFTER:
-                    raise SourceError(f"{self.options.source}: {failures_in_a_row} patients in a row failed with "
-                                      f"server errors; giving up (last: {item})")
-            else:
-                failures_in_a_row = 0
-                self._screen_or_record(run, pid, item, as_of)
-            self.progress.advance()
-        if not seen and run.mode == FULL and ids is None:
-            self._check_not_vanished()
+            yield pid, item
+        self._source_gave = len(seen)
 
     def _check_not_vanished(self) -> None:
         """A full run that found nobody where the last one found many read a broken source (an
@@ -326,38 +372,30 @@ class ScheduledRun:
             raise SourceError(f"{self.options.source}: the source gave no patients at all, but the last full run "
                               f"read {before}; not accepting an empty population (check the server or export)")
 
-    def _unchanged(self, pid: str, facts: PatientFacts, versions: dict[str, dict[str, Any]],
+    def _unchanged(self, pid: str, data_version: str | None, versions: dict[str, dict[str, Any]],
                    hashes: dict[str, str], as_of: str) -> bool:
         for trial in self.trials:
             stored = versions[trial].get(pid)
-            if stored is None or stored[0] is None or stored[0] != facts.data_version or stored[1] != hashes[trial]:
+            if stored is None or stored[0] is None or stored[0] != data_version or stored[1] != hashes[trial]:
                 return False
             if stored[2] is not None and stored[2] <= as_of:
                 return False
         return True
 
-    def _screen_or_record(self, run: records.RunRow, pid: str, facts: PatientFacts, as_of: date) -> None:
-        """Screen one patient; anything that goes wrong with this patient's data is its error."""
+    def _screen(self, run: records.RunRow, pid: str, outcomes: list[records.TrialOutcome]) -> None:
+        """Store one patient's screening outcomes; a value the store refuses is that patient's error."""
         try:
-            self._screen(run, pid, facts, as_of)
+            records.save_patient(self.store, run.id, pid, outcomes)
         except Exception as exc:  # noqa: BLE001 - one patient never sinks the run
             if isinstance(exc, StoreError):
                 raise
-            log.debug("Patient/%s: screening failed", pid, exc_info=True)
+            log.debug("Patient/%s: storing failed", pid, exc_info=True)
             message = str(exc) if isinstance(exc, ConnectorError) else f"unexpected {exc.__class__.__name__}"
             records.save_patient_error(self.store, run.id, pid, self.trials, short(message))
 
-    def _screen(self, run: records.RunRow, pid: str, facts: PatientFacts, as_of: date) -> None:
-        outcomes = []
-        for spec in self.options.trials:
-            result = evaluate_patient(spec.mapping, facts, as_of, self.options.site_country)
-            due = rescreen_on(spec.mapping, facts, as_of)
-            outcomes.append(records.TrialOutcome(spec.trial, result, spec.mapping_hash, facts.data_version,
-                                                 as_of.isoformat(), due.isoformat() if due else None))
-        records.save_patient(self.store, run.id, pid, outcomes)
-
-    def _facts(self, run: records.RunRow, needs: DataNeeds, ids: list[str] | None,
-               done: set[str]) -> Iterator[FactsItem]:
+    def _facts(self, run: records.RunRow, needs: DataNeeds, ids: list[str] | None, done: set[str],
+               screener: Screener) -> Iterator[tuple[str, Any]]:
+        """(patient id, facts | kept resources (local files) | its error), for the screener."""
         plan = run.plan or {}
         todo = None if ids is None else [i for i in ids if i not in done]
         if self.is_local:
@@ -365,7 +403,7 @@ class ScheduledRun:
 
             source = FileSource(Path(self.options.source), self.config.max_resource_bytes)
             source.errors = self.source_errors
-            yield from self._with_total(source.iter_facts(needs, todo), source)
+            yield from self._with_total(source.iter_records(needs, todo, screener.map), source)
             return
         client = self._client()
         workers = self.options.concurrency or self.server.concurrency
@@ -387,7 +425,7 @@ class ScheduledRun:
 
         yield from concurrent_facts(RestSource(client), needs, todo, workers)
 
-    def _with_total(self, items: Iterable[FactsItem], source: Any) -> Iterator[FactsItem]:
+    def _with_total(self, items: Iterable[tuple[str, Any]], source: Any) -> Iterator[tuple[str, Any]]:
         first = True
         for item in items:
             if first:
@@ -409,3 +447,10 @@ class ScheduledRun:
         from connector.sources.fhir_rest import RestSource
 
         return list(dict.fromkeys(RestSource(client).patient_ids()))
+
+
+def _data_version(item: Any) -> str | None:
+    """What the patient's data was: facts carry it, kept resources read from files are digested."""
+    if isinstance(item, list):  # outcomes computed elsewhere (dask): each carries the data version
+        return item[0].data_version if item else None
+    return item.data_version if isinstance(item, PatientFacts) else getattr(item, "digest", None)

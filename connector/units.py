@@ -13,7 +13,9 @@ table would miss cases and silently convert wrongly. What this module adds on to
   Count annotations (`{cells}`, `{#}`, `{score}`...) are harmless and ignored; any other
   annotation must be the same on both sides, else the conversion is refused (UnitError).
 
-The registry takes ~0.6 s to build, so it is built once, lazily, on first use.
+The registry takes ~0.6 s to build, so it is built once, lazily, on first use, and the
+answers screens ask for (factors, known units) are persisted by connector.unit_cache: a
+screen loads pint only for a unit pair it has never seen.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import re
 import threading
 from functools import lru_cache
 from typing import Any
+
+from connector.unit_cache import answers
 
 SIGNIFICANT_DIGITS = 12
 
@@ -101,9 +105,14 @@ def parse_unit(unit: str | None) -> Any:
     return parsed.units
 
 
+def require_known_unit(unit: str | None) -> None:
+    """Raise UnitError unless `unit` parses (as parse_unit would), without pint when answered before."""
+    answers.answer(("unit", unit), lambda: float(parse_unit(unit) is not None), UnitError)
+
+
 def is_known_unit(unit: str) -> bool:
     try:
-        parse_unit(unit)
+        require_known_unit(unit)
     except UnitError:
         return False
     return True
@@ -121,7 +130,13 @@ def conversion_factor(from_unit: str | None, to_unit: str | None, molar_mass: fl
     """The factor f with value[to_unit] = f * value[from_unit]; raises UnitError if impossible.
 
     `molar_mass` (g/mol) allows mass <-> amount-of-substance conversion for one analyte.
+    Answers are persisted (connector.unit_cache): pint is loaded only for a new question.
     """
+    return answers.answer(("factor", from_unit, to_unit, molar_mass),
+                          lambda: _computed_factor(from_unit, to_unit, molar_mass), UnitError)
+
+
+def _computed_factor(from_unit: str | None, to_unit: str | None, molar_mass: float | None) -> float:
     if _annotations(from_unit or "") != _annotations(to_unit or ""):
         raise UnitError(f"cannot convert {from_unit!r} to {to_unit!r}: their annotations differ")
     source = 1.0 * parse_unit(from_unit)

@@ -14,6 +14,8 @@ prefix) and do not assume you know everything they hold. Mark tests that use the
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +23,9 @@ import pytest
 
 from fhir_server import ClientKey, FhirTestServer, sekmet_available
 from store_fixtures import store, store_url  # noqa: F401  (the store tests' fixtures, see store_fixtures.py)
+
+# persisted caches (unit answers) of this session, never the user's ~/.cache; inherited by CLI subprocesses
+os.environ.setdefault("TRIAL_CONNECTOR_CACHE_DIR", tempfile.mkdtemp(prefix="trial-connector-test-cache-"))
 
 SKIP_REASON = "sekmet-fhir is not installed (pip install -e '.[test]'): real FHIR server tests skipped"
 

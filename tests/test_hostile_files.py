@@ -143,18 +143,18 @@ def test_millions_of_bad_lines_are_counted_not_kept(tmp_path):
 
 
 def test_any_exception_from_one_patient_is_that_patient_s_error(store, tmp_path, monkeypatch):
-    import connector.pipeline as pipeline
+    import connector.scheduled.workers as screening  # where a run evaluates each patient
 
     folder = tmp_path / "data"
     ids = write_cohort(folder)
-    real = pipeline.evaluate_patient
+    real = screening.evaluate_patient
 
     def fragile(mapping, facts, *args):  # noqa: ANN001, ANN002, ANN202
         if facts.patient_id == "net03":
             raise RecursionError("maximum recursion depth exceeded")
         return real(mapping, facts, *args)
 
-    monkeypatch.setattr(pipeline, "evaluate_patient", fragile)
+    monkeypatch.setattr(screening, "evaluate_patient", fragile)
     outcome = run_folder(store, folder)
     assert outcome.run.status == "partial"
     assert outcome.errors == [("net03", "unexpected RecursionError")]

@@ -49,6 +49,12 @@ SHOWN_ERRORS = 20
 @portfolio_options
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="Patients fetched at once from a server (default: the server's `concurrency`, 4).")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Processes screening local files (default: the machine's cores; small inputs use one).")
+@click.option("--engine", type=click.Choice(["embedded", "dask"]), default="embedded", show_default=True,
+              help="Where local files are screened: this machine, or a Dask cluster (--scheduler) whose "
+                   "workers read the same paths.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler for --engine dask.")
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
               help="Where --bulk downloads go: a new or empty folder (mode 0700); only the export's own "
                    "files are removed after the run.")
@@ -58,8 +64,9 @@ SHOWN_ERRORS = 20
 @click.pass_context
 def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str | None, bulk: bool,
         group: str | None, patient_ids: tuple[str, ...], as_of, mapping_files: tuple[Path, ...],
-        mapping_dirs: tuple[Path, ...], include_not_recruiting: bool, concurrency: int | None,
-        work_dir: Path | None, site_country: str | None, db: str | None, allow_draft: bool = False) -> int:
+        mapping_dirs: tuple[Path, ...], include_not_recruiting: bool, concurrency: int | None, workers: int | None,
+        engine: str, scheduler: str | None, work_dir: Path | None, site_country: str | None, db: str | None,
+        allow_draft: bool = False) -> int:
     """Screen a population against trials, store the results, report who is new."""
     if since is not None and since != "auto" and not INSTANT.match(since):
         raise ConfigError(f"--since {since!r}: give 'auto' or an ISO instant such as 2026-01-31T00:00:00Z")
@@ -74,9 +81,9 @@ def run(ctx: click.Context, trials: tuple[str, ...], source_arg: str, since: str
         check_explicit_files(trials, sources)
         specs = [TrialSpec.load(t, sources=sources) for t in trials]
     options = RunOptions(
-        trials=specs, source=source_arg,
-        as_of=as_of.date() if as_of else None, since=since, bulk=bulk, group=group, patient_ids=list(patient_ids) or None, concurrency=concurrency,
-        work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
+        trials=specs, source=source_arg, as_of=as_of.date() if as_of else None, since=since, bulk=bulk, group=group,
+        patient_ids=list(patient_ids) or None, concurrency=concurrency, workers=workers, engine=engine,
+        scheduler=scheduler, work_dir=work_dir, site_country=(site_country or config.site_country or "US").upper())
     for spec in options.trials:
         check_draft(spec.mapping, spec.mapping_name, allow_draft)
     with open_command_store(ctx, db) as store:

@@ -15,11 +15,13 @@ from typing import Any
 
 import click
 
-from connector.commands.options import command_config, mapping_options, mapping_sources
+from connector.commands.options import command_config, mapping_options, mapping_sources, trial_id
 from connector.config import ServerConfig
 from connector.errors import EXIT_DATA, EXIT_OK, EXIT_SOURCE, ConfigError, ConnectorError, SourceError
 from connector.fhir.capabilities import Capabilities
 from connector.fhir.scopes import missing_scopes, needed_scopes
+from connector.mapping.catalog import load_resolved
+from connector.mapping.model import Mapping
 
 # The types the connector reads and the search parameters it may send for each.
 RELEVANT: dict[str, tuple[str, ...]] = {
@@ -56,17 +58,21 @@ def list_servers(app: Any) -> int:
 @click.argument("name_or_url")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @mapping_options
+@click.option("--trial", default=None, help="With narrow_observations = \"auto\": time narrowed vs plain Observation "
+                                          "searches for this trial's needs on the first patients, and report the choice.")
 @click.pass_context
 def check(ctx: click.Context, name_or_url: str, fmt: str, mapping_files: tuple[Path, ...],
-          mapping_dirs: tuple[Path, ...]) -> int:
+          mapping_dirs: tuple[Path, ...], trial: str | None) -> int:
     """Read /metadata, try the configured auth, compare the granted SMART scopes with the ones the
     mappings need (plus write scopes when `post_results = true`), and report what the server supports.
 
     Exit code 0 all good, 1 configuration problem, 2 server unreachable, auth refused or scopes missing.
     """
     server = command_config(ctx).server(name_or_url)
-    needed = needed_scopes(mapped_types(mapping_sources(ctx, mapping_files, mapping_dirs)), server.post_results)
-    report = check_server(server, needed)
+    sources = mapping_sources(ctx, mapping_files, mapping_dirs)
+    needed = needed_scopes(mapped_types(sources), server.post_results)
+    timed = load_resolved(trial_id(trial), sources)[1] if trial else None
+    report = check_server(server, needed, timed)
     click.echo(json.dumps(report, indent=2) if fmt == "json" else report_text(report))
     if report["auth"]["status"] == "config error":
         return EXIT_DATA
@@ -110,8 +116,11 @@ def jwks(key_file: Path, kid: str | None) -> int:
     return EXIT_OK
 
 
-def check_server(server: ServerConfig, needed: list[str] | None = None) -> dict[str, Any]:
+def check_server(server: ServerConfig, needed: list[str] | None = None, timed: Mapping | None = None) -> dict[str, Any]:
     """The check as data. Raises SourceError only when /metadata itself cannot be reached.
+
+    `timed`: with narrow_observations = "auto", the mapping whose needs are fetched for the first
+    patients, narrowed and plain, to report which the client keeps.
 
     `needed`: the SMART scopes the mappings need; a token that does not grant them all fails
     the auth check naming the missing ones (each patient would otherwise fail with 403)."""
@@ -145,6 +154,9 @@ def check_server(server: ServerConfig, needed: list[str] | None = None) -> dict[
         report["auth"] = auth_report
         report["needed_scopes"] = needed or []
         report["read"] = _try_read(client) if auth_report["status"] == "ok" else {"status": "skipped"}
+        if timed is not None and report["read"]["status"] == "ok":
+            _measure_narrowing(client, timed)
+        report["observation_searches"] = client.narrowing.describe()
         report["requests"] = client.stats.requests
         return report
     finally:
@@ -159,6 +171,22 @@ def _try_read(client: Any) -> dict[str, Any]:
         return {"status": "failed", "detail": str(exc)}
     total = bundle.get("total") if isinstance(bundle, dict) else None
     return {"status": "ok", "patients": total if isinstance(total, int) else None}
+
+
+def _measure_narrowing(client: Any, mapping: Mapping) -> None:
+    """Fetch the first patients as a run of the mapping's trial would, alternately narrowed and plain (timed)."""
+    from connector.fhir.narrowing import SAMPLES
+    from connector.mapping.needs import data_needs
+
+    if client.narrowing.pinned is not None:
+        return
+    needs = data_needs(mapping, date.today())
+    bundle = client.http.get_json("Patient", params={"_count": str(2 * SAMPLES), "_elements": "id"})
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    ids = [e["resource"]["id"] for e in entries or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+           and isinstance(e["resource"].get("id"), str)]
+    for pid in (ids * 2 * SAMPLES)[: 2 * SAMPLES]:  # a server with few patients: some are timed twice
+        client.patient_resources(pid, needs)
 
 
 def capability_report(caps: Capabilities) -> dict[str, Any]:
@@ -219,4 +247,6 @@ def report_text(report: dict[str, Any]) -> str:
     count = read.get("patients")
     read_detail = read.get("detail") or (f"{count} Patient resources on the server" if count is not None else "")
     lines.append(f"read access: {read['status']}" + (f" - {read_detail}" if read_detail else ""))
+    if "observation_searches" in report:
+        lines.append(f"Observation searches: {report['observation_searches']}")
     return "\n".join(lines)

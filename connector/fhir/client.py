@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from connector.errors import ResourceError, SourceError
 from connector.fhir.auth import build_auth
 from connector.fhir.capabilities import Capabilities
 from connector.fhir.http import Auth, FhirRequestError, HttpClient, HttpStats, outcome_text, redact_url
+from connector.fhir.narrowing import NarrowingChoice
 from connector.log_once import warn_once
 from connector.needs import EVERYTHING, DataNeeds
 from connector.codes import search_tokens
@@ -90,6 +92,7 @@ class FhirClient:
         self._variant_start: dict[tuple[str, tuple[str, ...]], int] = {}
         self._medications: dict[str, dict[str, Any]] = {}
         self._batch_usable = True
+        self.narrowing = NarrowingChoice(server.narrow_observations)
 
     @property
     def stats(self) -> HttpStats:
@@ -262,8 +265,10 @@ class FhirClient:
 
     # ---- one patient ---------------------------------------------------------------------
 
-    def plan(self, patient_id: str, needs: DataNeeds = EVERYTHING) -> list[Query]:
-        """The searches that fetch what `needs` asks for, shaped by what this server supports."""
+    def plan(self, patient_id: str, needs: DataNeeds = EVERYTHING, narrow: bool | None = None) -> list[Query]:
+        """The searches that fetch what `needs` asks for, shaped by what this server supports;
+        `narrow`: code=/date=ge on the Observation search (default: what `narrowing` says now)."""
+        narrow = self.narrowing.next() if narrow is None else narrow
         caps = self.capabilities()
         check_id("Patient", patient_id)
         queries = [Query("Patient", ((("_id", patient_id),),))]
@@ -276,7 +281,7 @@ class FhirClient:
                 continue
             base = [self._patient_param(caps, rtype, patient_id)]
             narrowing: Params = []
-            if rtype == "Observation" and self.server.narrow_observations:
+            if rtype == "Observation" and narrow:
                 if needs.observation_codes and caps.supports_param(rtype, "code"):
                     narrowing.append(("code", ",".join(search_tokens(needs.observation_codes))))
                 if needs.observations_since and caps.supports_param(rtype, "date"):
@@ -304,7 +309,9 @@ class FhirClient:
     def patient_resources(self, patient_id: str, needs: DataNeeds = EVERYTHING) -> list[dict[str, Any]]:
         """The raw resources of one patient: the Patient (absent if the server has none), its
         Observations/Conditions/medication history as `needs` asks, and referenced Medications."""
-        queries = self.plan(patient_id, needs)
+        narrow = self.narrowing.next()
+        started = time.perf_counter()
+        queries = self.plan(patient_id, needs, narrow)
         found: dict[tuple[str, str], dict[str, Any]] = {}
         if self.capabilities().batch and self._batch_usable and len(queries) > 1:
             self._run_batch(queries, found)
@@ -312,6 +319,7 @@ class FhirClient:
             for query in queries:
                 self._collect(self.search_broadening(query), found)
         self._add_referenced_medications(found)
+        self.narrowing.record(narrow, time.perf_counter() - started)
         return list(found.values())
 
     @staticmethod

@@ -12,13 +12,13 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from connector.codes import SYSTEM_ALIASES, CodeSet, normalize_text
 from connector.errors import MappingError, short
+from connector.mapping import cache as validated_cache
 from connector.mapping.model import (
     Administrations,
     AgeRule,
@@ -45,7 +45,10 @@ from connector.mapping.model import (
     Threshold,
 )
 from connector.resources import schema_path
-from connector.units import UnitError, parse_unit
+from connector.units import UnitError, require_known_unit
+
+if TYPE_CHECKING:
+    import jsonschema
 
 MAX_YAML_VALUES = 100_000  # the seed mapping has about 900
 MAX_YAML_DEPTH = 100  # the seed mapping nests 8 deep
@@ -77,6 +80,8 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema  # ~50 ms; not needed when the mapping's bytes were validated before
+
     schema = json.loads(schema_path("mapping.schema.json").read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema)
 
@@ -97,17 +102,36 @@ def display_name(path: Path) -> str:
 
 
 def load_mapping(path: str | Path) -> Mapping:
+    """The mapping model of a file. A file whose exact bytes validated before is not parsed or
+    validated again (connector.mapping.cache); the model is still built, with its checks."""
     path = Path(path)
-    return build_mapping(read_mapping_document(path), display_name(path), path)
+    name = display_name(path)
+    text = _read_text(path, name)
+    schema = schema_path("mapping.schema.json")
+    known = validated_cache.recall(text, schema)
+    if known is not None:
+        return build_mapping(known, name, path, validated=True)
+    document = parse_mapping_text(text, name)
+    mapping = build_mapping(document, name, path)
+    validated_cache.remember(text, schema, document)
+    return mapping
 
 
 def read_mapping_document(path: Path) -> Any:
     """The parsed YAML of a mapping file, not yet validated; errors name the file (and line)."""
     name = display_name(path)
+    return parse_mapping_text(_read_text(path, name), name)
+
+
+def _read_text(path: Path, name: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingError(f"{name}: cannot read: {exc.strerror or exc}") from None
+
+
+def parse_mapping_text(text: str, name: str) -> Any:
+    """YAML text -> document (parse_yaml); errors name the file and line, with a short excerpt."""
     try:
         document = parse_yaml(text)
     except yaml.YAMLError as exc:
@@ -159,9 +183,10 @@ def expanded_size(node: yaml.Node) -> int:
     return size(node)
 
 
-def build_mapping(document: Any, name: str, path: Path | None = None) -> Mapping:
-    """Validate a parsed mapping document and build the model; errors name file, criterion, path."""
-    errors = list(_validator().iter_errors(document))
+def build_mapping(document: Any, name: str, path: Path | None = None, validated: bool = False) -> Mapping:
+    """Validate a parsed mapping document (unless `validated` before) and build the model;
+    errors name file, criterion, path."""
+    errors = [] if validated else list(_validator().iter_errors(document))
     if errors:
         error, message = _misspelt_key(errors) or (_most_specific(errors), None)
         raise MappingError(f"{name}: {_owner(document, list(error.absolute_path))}"
@@ -390,7 +415,7 @@ class _Builder:
 
     def check_unit(self, unit: str, path: str) -> None:
         try:
-            parse_unit(unit)
+            require_known_unit(unit)
         except UnitError:
             raise self.fail(path, f"{unit!r} is not a known UCUM unit") from None
 

@@ -17,11 +17,11 @@ Read them with `trial_state(store, nct_id)`; timestamps are ISO-8601 UTC text.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.jsontext import canonical
 from connector.registry.diff import record_diff
 from connector.registry.ids import InvalidNctId, normalise_nct_id
 from connector.registry.normalise import normalise_study
@@ -63,7 +63,7 @@ class TrialState:
 def content_sha256(record: Mapping[str, Any]) -> str:
     """What a version is: the raw protocolSection plus whether results are posted."""
     payload = {"protocolSection": record.get("protocol_section") or {}, "hasResults": bool(record.get("has_results"))}
-    text = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    text = canonical(payload)  # orjson, same bytes as json.dumps(sort_keys=True): hashes stored before still match
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

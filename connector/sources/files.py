@@ -5,6 +5,11 @@ Bulk NDJSON is one file per resource type, so a patient's data is spread over ev
 Grouping it in memory would grow with the population, so resources are first spilled into
 a temporary SQLite file keyed by patient and then read back one patient at a time: memory
 stays flat whatever the number of patients. Only resources the trial needs are kept.
+
+Speed: lines are read in batches (`scan_batch`) that a pool of processes can share
+(connector.scheduled.workers); each line is parsed once with orjson (the stdlib only to say
+why a line is unreadable, or to read what orjson refuses but the stdlib reads, such as NaN),
+and a kept NDJSON line is spilled as the bytes it came as, never re-encoded.
 """
 
 from __future__ import annotations
@@ -21,13 +26,18 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from connector.bundles import resolve_bundle
 from connector.codes import canonical_system
 from connector.errors import ConnectorError, ResourceError, short
 from connector.facts import PatientFacts
+from connector.jsontext import parse
 from connector.needs import DataNeeds
 from connector.parse import PATIENT_FIELDS, patient_facts, patient_id_of, reference_id
 from connector.sources.problems import ProblemLog
@@ -38,8 +48,9 @@ SUFFIXES = (".json", ".ndjson", ".json.gz", ".ndjson.gz")
 DEFAULT_MAX_RESOURCE_BYTES = 64 * 1024 * 1024  # one resource (an NDJSON line, a .json file)
 _MAX_ERRORS_LOGGED = 50
 _HINT_BYTES = 64 * 1024  # of an over-long line, only this much is kept to find its patient
-_SKIP_CHUNK = 1 << 20
+_READ_BLOCK = 1 << 20
 _BOM = b"\xef\xbb\xbf"
+BATCH_BYTES = 1 << 20  # NDJSON lines handed to one scan_batch call (a unit of work for a process pool)
 
 # Where an unreadable line names its patient: the subject/patient reference, or the id of a Patient.
 _FHIR_ID = rb"[A-Za-z0-9\-.]{1,64}"
@@ -97,24 +108,37 @@ def iter_resources(path: Path, errors: Any, on_patient_problem: PatientProblem |
 
 
 def ndjson_lines(handle: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes, bool]]:
-    """(line number, raw bytes, whole) for each line, in memory bounded by `max_bytes`: a longer
-    line is skipped to its end and only its first bytes are given, with whole=False."""
+    """(line number, raw bytes without the newline, whole) for each line, in memory bounded by
+    `max_bytes`: a longer line is skipped to its end and only its first bytes are given, with
+    whole=False. Read in blocks and split (a readline per line cost twice the parse)."""
     lineno = 0
+    carry = b""
+    skipped: bytes | None = None  # the head of an over-long line whose end is not read yet
     while True:
-        line = handle.readline(max_bytes + 1)
-        if not line:
-            return
-        lineno += 1
-        if len(line) > max_bytes and not line.endswith(b"\n"):
-            head = line[:_HINT_BYTES]
-            del line
-            while True:
-                rest = handle.readline(_SKIP_CHUNK)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield lineno, head, False
-        else:
-            yield lineno, line, True
+        block = handle.read(_READ_BLOCK)
+        if not block:
+            break
+        if skipped is not None:
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            lineno += 1
+            yield lineno, skipped, False
+            skipped, block = None, block[end + 1:]
+        lines = (carry + block if carry else block).split(b"\n")
+        carry = lines.pop()
+        for line in lines:
+            lineno += 1
+            if len(line) > max_bytes:
+                yield lineno, line[:_HINT_BYTES], False
+            else:
+                yield lineno, line, True
+        if len(carry) > max_bytes:
+            skipped, carry = carry[:_HINT_BYTES], b""
+    if skipped is not None:
+        yield lineno + 1, skipped, False
+    elif carry:
+        yield lineno + 1, carry[:_HINT_BYTES] if len(carry) > max_bytes else carry, len(carry) <= max_bytes
 
 
 def parse_resource(raw: bytes, first: bool = False) -> dict[str, Any]:
@@ -126,6 +150,10 @@ def parse_json(raw: bytes, first: bool = False, whole_file: bool = False) -> Any
     """JSON from bytes decoded as UTF-8 (a leading BOM allowed on the first line); UnreadableLine if not."""
     if first and raw.startswith(_BOM):
         raw = raw[len(_BOM):]
+    try:
+        return orjson.loads(raw)  # ~3x json.loads; refuses bad UTF-8 and JSON as the stdlib does
+    except orjson.JSONDecodeError:
+        pass  # the stdlib says why (or reads what orjson refuses: NaN, integers beyond 64 bits)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -221,19 +249,22 @@ def _json_resources(file: Path, problem: Callable[[str | None, str], None], max_
         except UnreadableLine as exc:
             problem(patient_of_invalid(resource), f"{location}: {exc}")
             continue
-        if i in unresolved:
-            _dangling(checked, unresolved[i], patients, patient_errors)
+        if i in unresolved and _placed_as_error(checked, unresolved[i], patients, patient_errors):
+            continue
         yield location, checked
 
 
-def _dangling(resource: dict[str, Any], references: list[str], patients: list[str],
-              patient_errors: dict[str, list[str]] | None) -> None:
-    """A subject that names nothing in its Bundle: the patient's error when the Bundle holds one
-    patient (it is that patient's record); otherwise the source reports it has no subject."""
-    if len(patients) == 1 and patient_errors is not None and patient_id_of(resource) is None:
-        patient_errors.setdefault(patients[0], []).append(
-            f"{resource['resourceType']}/{short(resource['id'], 64)}: reference {', '.join(references)} "
-            "resolves nowhere in its Bundle; not used")
+def _placed_as_error(resource: dict[str, Any], references: list[str], patients: list[str],
+                     patient_errors: dict[str, list[str]] | None) -> bool:
+    """A subject that names nothing in its Bundle is the patient's error when the Bundle holds one
+    patient (it is that patient's record), and the resource is not used; otherwise (False) the
+    source reports that it has no subject."""
+    if len(patients) != 1 or patient_errors is None or patient_id_of(resource) is not None:
+        return False
+    patient_errors.setdefault(patients[0], []).append(
+        f"{resource['resourceType']}/{short(resource['id'], 64)}: reference {', '.join(references)} "
+        "resolves nowhere in its Bundle; not used")
+    return True
 
 
 def _mb(size: int) -> str:
@@ -299,6 +330,93 @@ def _spill_owner_alive(folder: Path) -> bool:
     return True
 
 
+@dataclass
+class Scan:
+    """What a batch of resources gave: kept resources by patient (as JSON bytes), shared
+    Medications, unreadable resources naming their patient, and problems of no patient."""
+
+    kept: list[tuple[str, bool, bytes]] = field(default_factory=list)  # (patient id, is its Patient, JSON)
+    shared: list[dict[str, Any]] = field(default_factory=list)
+    patient_problems: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def problem(self, pid: str | None, message: str) -> None:
+        if pid is None:
+            self.errors.append(message)
+        else:
+            self.patient_problems.append((pid, message))
+
+    def add(self, location: str, resource: dict[str, Any], needs: DataNeeds, body: bytes | None = None) -> None:
+        """Keep `resource` if the trial reads it; `body` is its JSON as read (else it is encoded)."""
+        if not wanted(resource, needs):
+            return
+        rtype = resource["resourceType"]
+        pid = patient_id_of(resource)
+        if pid is not None:
+            if body is None:
+                body = json.dumps(resource, separators=(",", ":")).encode("utf-8")
+            self.kept.append((pid, rtype == "Patient", body))
+        elif rtype == "Medication":
+            self.shared.append(resource)
+        elif rtype in PATIENT_FIELDS:
+            self.errors.append(f"{location}: {rtype}/{short(resource['id'], 64)} has no Patient subject")
+
+
+Batch = tuple[str, list[tuple[int, bytes, bool]]]  # (file, [(line number, raw bytes, whole)])
+
+
+def ndjson_batches(file: Path, max_bytes: int) -> Iterator[Batch]:
+    """The file's lines in batches of about BATCH_BYTES (memory bounded as by ndjson_lines)."""
+    with _open_binary(file) as handle:
+        batch: list[tuple[int, bytes, bool]] = []
+        size = 0
+        for item in ndjson_lines(handle, max_bytes):
+            batch.append(item)
+            size += len(item[1])
+            if size >= BATCH_BYTES:
+                yield str(file), batch
+                batch, size = [], 0
+        if batch:
+            yield str(file), batch
+
+
+
+def scan_batch(batch: Batch, needs: DataNeeds, max_bytes: int = DEFAULT_MAX_RESOURCE_BYTES) -> Scan:
+    """Parse a batch of NDJSON lines (once each) and keep what the trial reads: runs in any process.
+
+    Most lines are resources no criterion reads, so the common path is kept short: orjson, a
+    type check, next line. Anything unusual (blank, BOM, invalid, no type or id) takes the
+    careful path that words the problem exactly.
+    """
+    file, lines = batch
+    scan = Scan()
+    read_types = needs.resource_types | {"Medication"}
+    for lineno, raw, whole in lines:
+        if not whole:
+            scan.problem(patient_named_in(raw), f"{file}:{lineno}: resource larger than the {_mb(max_bytes)} limit "
+                                                "(max_resource_mb); skipped")
+            continue
+        try:
+            resource = orjson.loads(raw)
+            body = raw
+        except orjson.JSONDecodeError:
+            if not raw.strip():
+                continue
+            resource, body = None, raw[len(_BOM):] if lineno == 1 and raw.startswith(_BOM) else raw
+        try:
+            if resource is None:
+                resource = parse_resource(raw, first=lineno == 1)
+            elif not (type(resource) is dict and type(resource.get("resourceType")) is str  # noqa: E721
+                      and type(resource.get("id")) is str and resource["id"]):  # noqa: E721
+                check_resource(resource)
+        except UnreadableLine as exc:
+            scan.problem(patient_named_in(raw), f"{file}:{lineno}: {exc}")
+            continue
+        if resource["resourceType"] in read_types:
+            scan.add(f"{file}:{lineno}", resource, needs, body.strip())
+    return scan
+
+
 class _Spill:
     """A throw-away SQLite file (owner-only) holding resources and unreadable lines keyed by
     patient id. A run killed with -9 cannot remove it; the next one does (remove_stale_spills)."""
@@ -312,26 +430,34 @@ class _Spill:
         self.db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
             "CREATE TABLE patient (pid TEXT PRIMARY KEY, seq INTEGER, present INTEGER);"
-            "CREATE TABLE resource (pid TEXT, body TEXT);"
+            "CREATE TABLE resource (pid TEXT, body BLOB);"
             "CREATE TABLE problem (pid TEXT, message TEXT);"
         )
         self.shared: list[dict[str, Any]] = []
         self._seq = 0
 
-    def _patient(self, pid: str, present: bool) -> None:
-        self._seq += 1
-        self.db.execute(
+    def _patients(self, rows: Iterable[tuple[str, bool]]) -> None:
+        numbered = []
+        for pid, present in rows:
+            self._seq += 1
+            numbered.append((pid, self._seq, int(present)))
+        self.db.executemany(
             "INSERT INTO patient VALUES (?, ?, ?) ON CONFLICT(pid) DO UPDATE SET present = max(present, excluded.present)",
-            (pid, self._seq, int(present)))
+            numbered)
 
-    def add(self, pid: str, resource: dict[str, Any]) -> None:
-        self._patient(pid, resource["resourceType"] == "Patient")
-        self.db.execute("INSERT INTO resource VALUES (?, ?)", (pid, json.dumps(resource, separators=(",", ":"))))
+    def take(self, scan: Scan, errors: Any) -> None:
+        """Store what a batch kept (in the order it was read); its problems go to `errors`."""
+        self._patients([(pid, present) for pid, present, _ in scan.kept] + [(pid, False) for pid, _ in
+                                                                           scan.patient_problems])
+        self.db.executemany("INSERT INTO resource VALUES (?, ?)", [(pid, body) for pid, _, body in scan.kept])
+        self.db.executemany("INSERT INTO problem VALUES (?, ?)",
+                            [(pid, short(message)) for pid, message in scan.patient_problems])
+        self.shared.extend(scan.shared)
+        errors.extend(scan.errors)
 
     def add_problem(self, pid: str, message: str) -> None:
         """An unreadable resource that names patient `pid`: that patient's error."""
-        self._patient(pid, False)
-        self.db.execute("INSERT INTO problem VALUES (?, ?)", (pid, short(message)))
+        self.take(Scan(patient_problems=[(pid, message)]), [])
 
     def finish(self) -> None:
         self.db.execute("CREATE INDEX resource_pid ON resource (pid)")
@@ -340,11 +466,10 @@ class _Spill:
     def patient_ids(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT pid FROM patient ORDER BY seq")]
 
-    def resources(self, pid: str) -> tuple[list[dict[str, Any]], str]:
-        """The patient's resources and a digest of their content (files rarely carry meta versions)."""
+    def bodies(self, pid: str) -> tuple[list[bytes], str]:
+        """The patient's resources as JSON bytes, and a digest of them (files rarely carry meta versions)."""
         bodies = sorted(body for (body,) in self.db.execute("SELECT body FROM resource WHERE pid = ?", (pid,)))
-        digest = hashlib.sha256("\n".join(bodies).encode("utf-8")).hexdigest()
-        return [json.loads(body) for body in bodies], digest
+        return bodies, bodies_digest(bodies)
 
     def problems(self, pid: str) -> tuple[int, list[str]]:
         """How many unreadable resources name `pid`, and the first few messages."""
@@ -356,6 +481,43 @@ class _Spill:
     def close(self) -> None:
         self.db.close()
         self.dir.cleanup()
+
+
+@dataclass
+class PatientRecord:
+    """One patient's kept resources as read (JSON bytes): what a worker process turns into facts."""
+
+    pid: str
+    bodies: list[bytes]
+    digest: str
+    shared: list[dict[str, Any]]
+    errors: list[str] = field(default_factory=list)  # found while reading the source (a dangling subject)
+
+    def facts(self) -> PatientFacts | ConnectorError:
+        """The patient's facts, or why they cannot be had (a ConnectorError, never raised)."""
+        try:
+            resources = [parse(body) for body in self.bodies]
+        except ValueError:
+            return ResourceError("unexpected unreadable resource in the spill")
+        if not any(r["resourceType"] == "Patient" for r in resources):
+            if not resources:
+                return ResourceError(f"Patient/{self.pid} not found in the source")
+            refs = ", ".join(f"{r['resourceType']}/{r['id']}" for r in resources[:5])
+            more = f" and {len(resources) - 5} more" if len(resources) > 5 else ""
+            return ResourceError(f"{refs}{more} reference Patient/{self.pid}, which is not in the source")
+        try:
+            facts = patient_facts(self.pid, resources + self.shared)
+        except ConnectorError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - one patient's unexpected failure must not sink the run
+            log.debug("Patient/%s: unexpected failure", self.pid, exc_info=True)
+            return ResourceError(f"unexpected {exc.__class__.__name__} while reading the patient's data")
+        facts.errors.extend(self.errors)
+        facts.data_version = self.digest
+        return facts
+
+
+MapBatches = Callable[[Callable[[Batch], Scan], Iterable[Batch]], Iterable[Scan]]
 
 
 class FileSource:
@@ -377,58 +539,62 @@ class FileSource:
     def iter_facts(self, needs: DataNeeds,
                    patient_ids: Iterable[str] | None = None) -> Iterator[tuple[str, PatientFacts | ConnectorError]]:
         """(patient id, facts or that patient's error) for the chosen patients, or all of them."""
+        for pid, item in self.iter_records(needs, patient_ids):
+            yield pid, item.facts() if isinstance(item, PatientRecord) else item
+
+    def iter_records(self, needs: DataNeeds, patient_ids: Iterable[str] | None = None,
+                     map_batches: MapBatches = map) -> Iterator[tuple[str, PatientRecord | ConnectorError]]:
+        """(patient id, its kept resources or its error); `map_batches` may scan NDJSON batches in
+        other processes (an ordered map, like the builtin): the result is the same."""
         spill = _Spill()
         try:
-            self._load(spill, needs)
+            self._load(spill, needs, map_batches)
             ids = list(patient_ids) if patient_ids is not None else spill.patient_ids()
             self.patient_count = len(ids)  # known once the files are read: progress bars use it
             for pid in ids:
-                yield pid, self._facts(spill, pid)
+                yield pid, self._record(spill, pid)
         finally:
             spill.close()
 
-    def _load(self, spill: _Spill, needs: DataNeeds) -> None:
-        for location, resource in iter_resources(self.path, self.errors, spill.add_problem, self.max_resource_bytes,
-                                                 self.patient_errors):
-            if not wanted(resource, needs):
-                continue
-            pid = patient_id_of(resource)
-            if pid is not None:
-                spill.add(pid, resource)
-            elif resource["resourceType"] == "Medication":
-                spill.shared.append(resource)
-            elif resource["resourceType"] in PATIENT_FIELDS and not self._placed_as_error(resource):
-                self.errors.append(f"{location}: {resource['resourceType']}/{short(resource['id'], 64)} "
-                                   "has no Patient subject")
+    def _load(self, spill: _Spill, needs: DataNeeds, map_batches: MapBatches) -> None:
+        scan = partial(scan_batch, needs=needs, max_bytes=self.max_resource_bytes)
+        for found in map_batches(scan, self._batches(spill, needs)):
+            spill.take(found, self.errors)
         spill.finish()
         for message in list(self.errors)[:_MAX_ERRORS_LOGGED]:
             log.warning("%s", message)
         if len(self.errors) > _MAX_ERRORS_LOGGED:
             log.warning("... and %d more problem(s) reading %s", len(self.errors) - _MAX_ERRORS_LOGGED, self.path)
 
-    def _placed_as_error(self, resource: dict[str, Any]) -> bool:
-        prefix = f"{resource['resourceType']}/{short(resource['id'], 64)}: "
-        return any(m.startswith(prefix) for messages in self.patient_errors.values() for m in messages)
+    def _batches(self, spill: _Spill, needs: DataNeeds) -> Iterator[Batch]:
+        """NDJSON batches to scan; .json files (Bundles, single resources) are read here directly."""
+        for file in fhir_files(self.path):
+            try:
+                if ".ndjson" in file.name:
+                    yield from ndjson_batches(file, self.max_resource_bytes)
+                    continue
+                found = Scan()
+                for location, resource in _json_resources(file, found.problem, self.max_resource_bytes,
+                                                          self.patient_errors):
+                    found.add(location, resource, needs)
+                spill.take(found, self.errors)
+            except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                self.errors.append(f"{file}: cannot read: {exc.__class__.__name__}")
 
-    def _facts(self, spill: _Spill, pid: str) -> PatientFacts | ConnectorError:
+    def _record(self, spill: _Spill, pid: str) -> PatientRecord | ConnectorError:
         count, shown = spill.problems(pid)
         if count:
-            more = f" (and {count - len(shown)} more)" if count > len(shown) else ""
-            return ResourceError(f"{count} unreadable resource(s) name this patient: {'; '.join(shown)}{more}")
-        resources, digest = spill.resources(pid)
-        if not any(r["resourceType"] == "Patient" for r in resources):
-            if not resources:
-                return ResourceError(f"Patient/{pid} not found in the source")
-            refs = ", ".join(f"{r['resourceType']}/{r['id']}" for r in resources[:5])
-            more = f" and {len(resources) - 5} more" if len(resources) > 5 else ""
-            return ResourceError(f"{refs}{more} reference Patient/{pid}, which is not in the source")
-        try:
-            facts = patient_facts(pid, resources + spill.shared)
-        except ConnectorError as exc:
-            return exc
-        except Exception as exc:  # noqa: BLE001 - one patient's unexpected failure must not sink the run
-            log.debug("Patient/%s: unexpected failure", pid, exc_info=True)
-            return ResourceError(f"unexpected {exc.__class__.__name__} while reading the patient's data")
-        facts.errors.extend(self.patient_errors.get(pid, []))
-        facts.data_version = digest
-        return facts
+            return unreadable_error(count, shown)
+        bodies, digest = spill.bodies(pid)
+        return PatientRecord(pid, bodies, digest, spill.shared, self.patient_errors.get(pid, []))
+
+
+def unreadable_error(count: int, shown: list[str]) -> ResourceError:
+    """A patient named by `count` unreadable resources (the first messages `shown`) is not screened."""
+    more = f" (and {count - len(shown)} more)" if count > len(shown) else ""
+    return ResourceError(f"{count} unreadable resource(s) name this patient: {'; '.join(shown)}{more}")
+
+
+def bodies_digest(bodies: list[bytes]) -> str:
+    """What a patient's data in files is, for incremental runs: a digest of its kept resources' bytes."""
+    return hashlib.sha256(b"\n".join(sorted(bodies))).hexdigest()

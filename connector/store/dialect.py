@@ -7,10 +7,11 @@ TABLE IF NOT EXISTS) is spelled the same by both databases, so no ORM is needed.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from connector.jsontext import dumps_sorted, parse
 
 _QUOTED = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")""")
 
@@ -49,13 +50,13 @@ class Dialect:
 
             text = json_text(value)  # PostgreSQL holds no NUL: see connector.store.pgtext
             return Jsonb(value, dumps=lambda _obj: text)
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return dumps_sorted(value)
 
     @staticmethod
     def json_value(value: Any) -> Any:
         """A JSON column read back: psycopg already decodes JSONB, sqlite3 gives text."""
         if isinstance(value, (str, bytes)):
-            return json.loads(value)
+            return parse(value)
         return value
 
     def upsert(self, table: str, columns: list[str], key: list[str], update: list[str] | None = None) -> str:
