@@ -53,6 +53,12 @@ def _country(value: str) -> str:
     return code
 
 
+def _narrowing(value: bool | str) -> bool | str:
+    if isinstance(value, bool) or value == "auto":
+        return value
+    raise ValueError(f'must be true, false or "auto" (got {value!r})')
+
+
 HttpUrl = Annotated[str, AfterValidator(_url)]
 
 
@@ -84,7 +90,7 @@ class ServerTable(_Table):
     max_retries: int = Field(5, ge=0, le=20)
     retry_after_cap: float = Field(120.0, ge=0, le=3600)
     concurrency: int = Field(4, ge=1, le=64)
-    narrow_observations: bool | Literal["auto"] = "auto"  # measured on the first patients, or pinned
+    narrow_observations: Annotated[bool | str, AfterValidator(_narrowing)] = "auto"  # measured, or pinned
     post_results: bool = False
     auth: AuthTable = Field(default_factory=AuthTable)
 

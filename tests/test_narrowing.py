@@ -83,7 +83,7 @@ def test_config_accepts_true_false_auto(tmp_path, value, expected):
 def test_config_refuses_other_values(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[servers.h]\nurl = "http://127.0.0.1:1/fhir"\nnarrow_observations = "sometimes"\n')
-    with pytest.raises(ConfigError, match="narrow_observations must be true, false or \"auto\""):
+    with pytest.raises(ConfigError, match="narrow_observations: must be true, false or \"auto\""):
         load_config(path)
 
 
