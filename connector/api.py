@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.config import Config, load_config
-from connector.errors import ConnectorError, ResourceError, ServerUnreachable
+from connector.errors import ConnectorError, MappingError, ResourceError, ServerUnreachable
 from connector.evaluation import evaluate_patient
 from connector.mapping.catalog import MappingEntry, MappingSources, load_resolved, mapping_entry
 from connector.mapping.model import Mapping
@@ -82,8 +82,8 @@ def load_mapping(trial: str | None = None, *, file: str | Path | None = None,
         if file is None:
             raise ConnectorError("give a trial id or a mapping file")
         entry = mapping_entry(Path(file))
-        if entry.problem or entry.trial is None:
-            raise ConnectorError(entry.problem or f"{file}: no trial id")
+        if entry.problem or entry.trial is None:  # mapping_entry names the problem whenever it finds no trial
+            raise MappingError(entry.problem or f"{file}: no trial id")
         trial = entry.trial
     entry, mapping = load_resolved(normalise_nct_id(trial), sources)
     return TrialMapping(entry, mapping)

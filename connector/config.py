@@ -49,7 +49,6 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from connector.errors import ConfigError
 

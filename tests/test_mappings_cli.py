@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cohort_support import clean_cohort
 from registry_support import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,12 +91,13 @@ def test_check_names_what_is_wrong_in_an_invalid_file(tmp_path):
 
 def test_a_partial_mapping_warns_on_every_screen(tmp_path):
     site = partial_mapping(tmp_path / "site").parent
-    for args in (["screen", "--patient", "net01"], ["run", "--patient", "net01", "--db", str(tmp_path / "s.db")]):
-        result = run_cli([args[0], "--trial", "NCT05773274", "--source", str(EXAMPLES), "--as-of", "2026-11-16",
+    cohort = str(clean_cohort(tmp_path / "cohort"))
+    for args in (["screen", "--patient", "net01"], ["run", "--db", str(tmp_path / "s.db")]):
+        result = run_cli([args[0], "--trial", "NCT05773274", "--source", cohort, "--as-of", "2026-11-16",
                           "--mappings", str(site), *args[1:]])
         assert result.exit_code == 0, result.stderr
         assert "warning: mapping site/NCT05773274.yaml is partial: 27 of 28 registry bullets" in result.stderr
-    clean = run_cli(["screen", "--trial", "NCT05773274", "--source", str(EXAMPLES), "--as-of", "2026-11-16",
+    clean = run_cli(["screen", "--trial", "NCT05773274", "--source", cohort, "--as-of", "2026-11-16",
                      "--patient", "net01"])
     assert clean.exit_code == 0 and "partial" not in clean.stderr
 

@@ -23,7 +23,7 @@ from connector.commands.mappings_draft import draft, evaluate
 from connector.commands.options import db_option, mapping_options, mapping_sources, store_url
 from connector.drafting.review import review_lines
 from connector.errors import EXIT_DATA, EXIT_OK, ConnectorError
-from connector.mapping.catalog import (MappingEntry, available_mappings, load_resolved, mapping_entry)
+from connector.mapping.catalog import MappingEntry, available_mappings, load_resolved, mapping_entry
 from connector.mapping.coverage import mapping_coverage
 from connector.mapping.loader import load_mapping
 from connector.mapping.model import Mapping
