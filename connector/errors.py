@@ -7,6 +7,12 @@ EXIT_DATA = 1  # bad input: usage, mapping, config, malformed data
 EXIT_SOURCE = 2  # server or network unreachable after retries
 EXIT_PARTIAL = 3  # run finished, some patients failed
 EXIT_LOCKED = 4  # another run holds the lock
+MAX_MESSAGE_CHARS = 500
+
+
+def short(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` cut to `limit` characters: a message never carries a whole (possibly huge) bad value."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ConnectorError(Exception):

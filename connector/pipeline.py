@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.config import Config
-from connector.errors import ConfigError, ConnectorError, SourceError, StoreError
+from connector.errors import ConfigError, ConnectorError, SourceError, StoreError, short
 from connector.facts import PatientFacts
 from connector.mapping import data_needs, load_trial_mapping
 from connector.mapping.loader import display_name
@@ -35,7 +35,7 @@ from connector.scheduled.fetching import changed_patient_ids, concurrent_facts, 
 from connector.scheduled.lock import run_lock
 from connector.scheduled.progress import Progress
 from connector.scheduled.workers import PARALLEL_MIN_BYTES, Screener, ScreenJob, TrialJob, default_workers
-from connector.sources.problems import ProblemLog, short
+from connector.sources.problems import ProblemLog
 from connector.store import Store
 
 log = logging.getLogger(__name__)
@@ -187,9 +187,10 @@ class ScheduledRun:
     def _run_options(self) -> dict[str, Any]:
         """What makes two runs the same run: a killed run is resumed only by the same command."""
         o = self.options
-        return {"trials": sorted(self.trials), "source": self.source_id, "as_of": o.as_of.isoformat() if o.as_of else None,
-                "since": o.since, "bulk": o.bulk, "group": o.group,
-                "patients": sorted(set(o.patient_ids)) if o.patient_ids else None, "site_country": o.site_country}
+        return {"trials": sorted(self.trials), "source": self.source_id,
+                "as_of": o.as_of.isoformat() if o.as_of else None, "since": o.since, "bulk": o.bulk,
+                "group": o.group, "patients": sorted(set(o.patient_ids)) if o.patient_ids else None,
+                "site_country": o.site_country}
 
     @staticmethod
     def _differences(old: records.RunRow, wanted: dict[str, Any]) -> list[str]:

@@ -176,7 +176,7 @@ def test_interrupted_run_is_resumed_without_repeats(store, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("other", [{"as_of": date(2030, 1, 1)}, {"patient_ids": ["net01"]}, {"since": "auto"}],
                          ids=["as-of", "patient", "since"])
-def test_an_interrupted_run_is_resumed_only_by_the_same_command(store, tmp_path: Path, caplog, other) -> None:  # noqa: ANN001
+def test_an_interrupted_run_is_resumed_only_by_the_same_command(store, tmp_path, caplog, other) -> None:  # noqa: ANN001
     folder = tmp_path / "data"
     write_cohort(folder)
     run = ScheduledRun(store, Config(), RunOptions(trials=[TrialSpec.load(TRIAL)], source=str(folder), as_of=AS_OF))

@@ -153,7 +153,7 @@ def test_unreachable_server_exits_2(tmp_path: Path) -> None:
         assert conn.execute("SELECT status FROM runs").fetchall() == [("failed",)]
 
 
-def test_results_post_never_replaces_a_research_study_it_did_not_create(server, spec, tmp_path: Path) -> None:  # noqa: ANN001
+def test_results_post_never_replaces_a_research_study_it_did_not_create(server, spec, tmp_path) -> None:  # noqa: ANN001
     """The hospital's own ResearchStudy (title, PI, sites) stays as it was; ours is only referenced.
     The identifier system and extension URLs come from the config."""
     import json

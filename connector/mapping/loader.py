@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from connector.codes import CodeSet, normalize_text
-from connector.errors import MappingError
+from connector.errors import MappingError, short
 from connector.mapping import cache as validated_cache
 from connector.mapping.model import (
     Administrations,
@@ -138,7 +138,7 @@ def load_mapping(path: str | Path) -> Mapping:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise MappingError(f"{name}: invalid YAML: {where}{short(problem)}") from None
+        raise MappingError(f"{name}: invalid YAML: {where}{short(problem, 300)}") from None
     mapping = build_mapping(document, name, path)
     validated_cache.remember(text, SCHEMA_PATH, document)
     return mapping
@@ -185,11 +185,6 @@ def expanded_size(node: yaml.Node) -> int:
     return size(node)
 
 
-def short(text: str, limit: int = 300) -> str:
-    """A message part cut to `limit` characters: a bad value is shown as an excerpt only."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def build_mapping(document: Any, name: str, path: Path | None = None, validated: bool = False) -> Mapping:
     """Validate a parsed mapping document (unless `validated` before) and build the model;
     errors name file, criterion, path."""
@@ -234,7 +229,7 @@ def _owner(document: Any, parts: list[Any]) -> str:
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum" and list(error.absolute_path)[-1:] == ["kind"]:
         return f"unknown kind {short(repr(error.instance), 80)} (known: {', '.join(error.validator_value)})"
-    return short(error.message)
+    return short(error.message, 300)
 
 
 class _Builder:

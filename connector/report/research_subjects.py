@@ -5,7 +5,7 @@ Status mapping: candidate -> `candidate`, possible -> `potential-candidate`, exc
 (the id the registry export uses); the ResearchStudy itself is in the Bundle too (from the
 stored registry record when there is one, else a minimal one naming the NCT id).
 
-Evidence is kept as one extension per criterion (EVIDENCE_EXTENSION) with sub-extensions
+Evidence is kept as one extension per criterion (`FhirOutput.evidence_extension`) with sub-extensions
 `criterion` (valueString: the mapping's criterion id), `outcome` (valueCode: met | not_met |
 unknown), `reason` (valueCode: see connector.results.REASONS) and one `evidence`
 (valueReference) per fact behind the outcome, whose `display` holds the value as recorded.

@@ -33,12 +33,12 @@ from typing import IO, Any
 
 import orjson
 
-from connector.errors import ConnectorError, ResourceError
+from connector.errors import ConnectorError, ResourceError, short
 from connector.facts import PatientFacts
 from connector.jsontext import parse
 from connector.needs import DataNeeds
 from connector.parse import PATIENT_FIELDS, patient_facts, patient_id_of, reference_id
-from connector.sources.problems import ProblemLog, short
+from connector.sources.problems import ProblemLog
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import overload
 
+from connector.errors import short
+
 DEFAULT_KEEP = 200
-MAX_MESSAGE_CHARS = 500
-
-
-def short(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """`text` cut to `limit` characters: a message never carries a whole bad value."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ProblemLog:
