@@ -19,10 +19,8 @@ ratios need idle cores: the load average is printed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import resource
 import sqlite3
 import subprocess
 import sys

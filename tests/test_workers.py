@@ -10,7 +10,7 @@ import pytest
 
 from connector.config import Config
 from connector.pipeline import RunOptions, ScheduledRun, TrialSpec
-from connector.scheduled import records, workers
+from connector.scheduled import workers
 from connector.sources import files
 from connector.store import open_store
 from test_run_files import AS_OF, TRIAL, write_cohort

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connector.errors import ConfigError, ConnectorError
+from connector.errors import ConfigError, ConnectorError, short
 from connector.needs import DataNeeds
 from connector.scheduled.records import TrialOutcome
 from connector.scheduled.workers import ScreenJob
@@ -44,7 +44,6 @@ from connector.sources.files import (
     scan_batch,
     unreadable_error,
 )
-from connector.sources.problems import short
 
 log = logging.getLogger(__name__)
 

@@ -24,13 +24,12 @@ from datetime import date
 from itertools import islice
 from typing import Any, TypeVar
 
-from connector.errors import ConnectorError, ResourceError, StoreError
+from connector.errors import ConnectorError, ResourceError, StoreError, short
 from connector.evaluation import evaluate_patient
 from connector.facts import PatientFacts
 from connector.mapping.model import Mapping
 from connector.scheduled.freshness import rescreen_on
 from connector.scheduled.records import TrialOutcome
-from connector.sources.problems import short
 
 log = logging.getLogger(__name__)
 
