@@ -43,11 +43,14 @@ COMMANDS: dict[str, str] = {
 COMMAND_HELP: dict[str, str] = {
     "fetch": "Fetch one patient's data and print its facts grouped by type, with counts.",
     "servers": "FHIR servers: list the configured ones, check what one supports and whether auth works.",
-    "screen": "Pre-screen patients for one trial: each criterion met / not met / unknown, with evidence.",
+    "screen": "Pre-screen patients for one trial, or rank every available trial for them (the portfolio).",
     "run": "Screen a population against trials, store the results, report who is new.",
     "results": "Show stored results: table, JSON (as `screen --format json`), CSV, or FHIR ResearchSubjects.",
     "history": "How a patient's pre-screen status changed from run to run.",
     "registry": "Trial metadata from the ClinicalTrials.gov API v2: versioned, validated, change-aware.",
+    "report": "A trial's feasibility report from stored results: funnel, work list, changes, trend.",
+    "mappings": "Trial mappings: list the available ones, show one, check a file's validity and coverage, "
+                "draft one from registry text, evaluate drafts.",
 }
 
 

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from fhir.resources.R4B.bundle import Bundle
 
 from connector.cli import cli
+from connector.errors import EXIT_PARTIAL  # the cohort's net11 holds a malformed Observation, on purpose
 from connector.mapping.catalog import MappingSources
 from connector.portfolio import screening
 from connector.portfolio.scoring import rank, score_result
@@ -66,7 +67,7 @@ def test_one_pull_serves_every_trial(cohort, monkeypatch):
     monkeypatch.setattr(screening, "evaluate_patient", lambda m, facts, *a: (built.append(id(facts)),
                                                                           original_facts(m, facts, *a))[1])
     code, out, err = invoke("screen", "--source", str(cohort), "--as-of", AS_OF, "--format", "json")
-    assert code == 0, err
+    assert code == EXIT_PARTIAL, err
     document = json.loads(out)
     assert len(reads) == 1
     trials, _ = select_trials(MappingSources(), None)
@@ -79,12 +80,12 @@ def test_one_pull_serves_every_trial(cohort, monkeypatch):
 
 def test_per_trial_results_equal_single_trial_screens(cohort):
     code, out, _ = invoke("screen", "--trial", "all", "--source", str(cohort), "--as-of", AS_OF, "--format", "json")
-    assert code == 0
+    assert code == EXIT_PARTIAL
     portfolio = {t["trial"]: t for t in json.loads(out)["trials"]}
     for trial in TRIALS:
         code, single, _ = invoke("screen", "--trial", trial, "--source", str(cohort), "--as-of", AS_OF,
                                  "--format", "json")
-        assert code == 0
+        assert code == (0 if trial == "NCT05147467" else EXIT_PARTIAL)  # the CLL trial reads no lab
         # identical but for `errors`: the one pull also reads records only another trial needs (net11's
         # malformed hemoglobin is reported for every trial, not only those that read hemoglobin)
         assert strip_errors(portfolio[trial]["patients"]) == strip_errors(json.loads(single)["patients"]), trial

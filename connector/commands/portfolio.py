@@ -89,4 +89,5 @@ def screen_many(ctx: click.Context, trial: str | None, source_arg: str, patient_
         from connector.portfolio.render import render_portfolio_table
 
         click.echo(render_portfolio_table(screen))
-    return EXIT_PARTIAL if screen.errors or source.errors else EXIT_OK
+    unreadable = any(result.errors for by_patient in screen.results.values() for result in by_patient.values())
+    return EXIT_PARTIAL if screen.errors or source.errors or unreadable else EXIT_OK  # as a single-trial screen

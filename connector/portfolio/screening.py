@@ -37,6 +37,9 @@ class PortfolioScreen:
         return rank(score_result(t.mapping, self.results[t.trial][patient]) for t in self.trials)
 
     def to_json(self) -> dict[str, Any]:
+        """Per trial its scores and its patients' results exactly as a single-trial screen gives them."""
+        from connector.report.json_out import annotated_patients
+
         rankings = {p: self.ranking(p) for p in self.patients}
         order = [s.trial for s in rankings[self.patients[0]]] if len(self.patients) == 1 else [
             t.trial for t in self.trials]
@@ -55,7 +58,8 @@ class PortfolioScreen:
                             "criteria_hash": trial.mapping.criteria_hash},
                 "score": scores[0]["score"] if len(scores) == 1 else None,
                 "scores": scores,
-                "patients": [self.results[trial_id][p].to_json() for p in self.patients],
+                "patients": annotated_patients([self.results[trial_id][p] for p in self.patients], trial.mapping,
+                                               lambda _patient: self.as_of),
             }
             trials.append(entry)
         return {"as_of": self.as_of.isoformat(), "trials": trials,

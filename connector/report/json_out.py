@@ -34,17 +34,27 @@ def criterion_fields(mapping: Mapping) -> dict[str, dict[str, Any]]:
 def annotated(report: ScreenReport, mapping: Mapping,
               as_of_for: Callable[[PatientResult], date] | None = None) -> dict[str, Any]:
     data = report.to_json()
+    data["patients"] = annotated_patients(report.patients, mapping, as_of_for or (lambda _patient: report.as_of))
+    return data
+
+
+def annotated_patients(patients: list[PatientResult], mapping: Mapping,
+                       as_of_for: Callable[[PatientResult], date]) -> list[dict[str, Any]]:
+    """Each result's JSON with its criteria's text, threshold, window, hint and settle fields
+    (shared by single-trial and portfolio output, so both give a trial's results the same way)."""
     fields = criterion_fields(mapping)
     criteria = {c.id: c for c in mapping.criteria}
-    for patient, patient_json in zip(report.patients, data["patients"]):
-        as_of = as_of_for(patient) if as_of_for else report.as_of
-        hints = patient_hints(criteria, patient.criteria, as_of)
+    annotated_json = []
+    for patient in patients:
+        patient_json = patient.to_json()
+        hints = patient_hints(criteria, patient.criteria, as_of_for(patient))
         for result_json in patient_json["criteria"]:
             result_json.update(fields.get(result_json["id"], {"text": None, "threshold": None, "window_days": None}))
             hint = hints.get(result_json["id"])
             result_json["hint"] = hint.hint if hint else None
             result_json["settle"] = {k: getattr(hint, k) for k in SETTLE_FIELDS} if hint else None
-    return data
+        annotated_json.append(patient_json)
+    return annotated_json
 
 
 def render_json(report: ScreenReport, mapping: Mapping | None = None,
