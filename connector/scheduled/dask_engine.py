@@ -189,7 +189,6 @@ class DaskRun:
         self.job = job
         self.max_bytes = max_bytes
         self.errors: list[str] = []
-        self.patient_count: int | None = None
 
     def results(self, done: set[str]) -> Iterator[tuple[str, list[TrialOutcome] | ConnectorError]]:
         """(patient id, outcomes or its error) per patient not in `done`, bucket by bucket."""
