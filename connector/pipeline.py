@@ -196,7 +196,7 @@ class ScheduledRun:
         return {"trials": sorted(self.trials), "source": self.source_id,
                 "as_of": o.as_of.isoformat() if o.as_of else None, "since": o.since, "bulk": o.bulk,
                 "group": o.group, "patients": sorted(set(o.patient_ids)) if o.patient_ids else None,
-                "site_country": o.site_country}
+                "site_country": o.site_country, "mappings": {t.trial: t.mapping_hash for t in o.trials}}
 
     @staticmethod
     def _differences(old: records.RunRow, wanted: dict[str, Any]) -> list[str]:
@@ -209,8 +209,9 @@ class ScheduledRun:
         if not isinstance(before, dict):  # a run from a version that did not record its options
             return []
         names = {"as_of": "--as-of", "since": "--since", "bulk": "--bulk", "group": "--group",
-                 "patients": "--patient", "site_country": "--site-country"}
-        return [flag for key, flag in names.items() if before.get(key) != wanted[key]]
+                 "patients": "--patient", "site_country": "--site-country", "mappings": "a changed mapping file"}
+        # a run recorded before mapping hashes were part of its options is compared without them
+        return [flag for key, flag in names.items() if key in before and before.get(key) != wanted[key]]
 
     def _decide(self, as_of: date) -> tuple[str, str | None, str]:
         """(mode, since, why): see the module docstring."""

@@ -192,6 +192,25 @@ def test_an_interrupted_run_is_resumed_only_by_the_same_command(store, tmp_path,
     assert f"run {killed.id} was interrupted, but with other options" in caplog.text
 
 
+def test_an_interrupted_run_is_not_resumed_with_a_changed_mapping(store, tmp_path, caplog) -> None:  # noqa: ANN001
+    """Results of one run all come from one mapping: a killed run whose mapping file changed since
+    is abandoned, not continued with the new criteria."""
+    folder = tmp_path / "data"
+    write_cohort(folder)
+    run = ScheduledRun(store, Config(), RunOptions(trials=[TrialSpec.load(TRIAL)], source=str(folder), as_of=AS_OF))
+    run._screen = lambda *args: (_ for _ in ()).throw(KeyboardInterrupt)  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    (killed,) = records.interrupted_runs(store)
+    edited = tmp_path / f"{TRIAL}.yaml"
+    seed = Path(__file__).resolve().parents[1] / "mappings" / f"{TRIAL}.yaml"
+    edited.write_text(seed.read_text(encoding="utf-8") + "\n# reviewed again\n", encoding="utf-8")
+    fresh = execute(store, folder, specs=[TrialSpec.load(TRIAL, edited)])
+    assert not fresh.resumed and fresh.run.id != killed.id
+    assert records.get_run(store, killed.id).status == "abandoned"
+    assert "a changed mapping file" in caplog.text
+
+
 def test_lock_held_means_locked_error(store_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "data"
     write_cohort(folder)
