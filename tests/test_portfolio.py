@@ -300,3 +300,37 @@ def test_each_trial_sees_the_errors_about_records_it_reads_and_every_patient_lev
     assert facts.seen_by(platelets).errors == [facts.errors[-1]]
     assert [e.split(":")[0] for e in facts.seen_by(medications).errors] == ["Medication/lu177", "Observation/x"]
     assert facts.seen_by(platelets).observations is facts.observations  # the same facts, fewer errors
+
+
+def test_work_items_are_the_criteria_hints_with_the_codes_to_request():
+    """One source of truth: a work item's window, first date and latest value are its hint's."""
+    from connector.mapping import load_mapping
+    from connector.portfolio.worklist import worklist
+    from connector.report.hints import hint_for
+    from connector.results import CriterionResult, Evidence, PatientResult
+
+    mapping = load_mapping(ROOT / "mappings" / "NCT05773274.yaml")
+    as_of = date.fromisoformat(AS_OF)
+    special = {
+        "bilirubin": CriterionResult("bilirubin", "unknown", "no-reference-range",
+                                     (Evidence("Observation/bili", 1.9, "mg/dL", "2026-11-02"),)),
+        "creatinine_clearance": CriterionResult("creatinine_clearance", "unknown", "stale", (
+            Evidence("Observation/scr", 1.1, "mg/dL", "2026-08-30"), Evidence("Observation/wt", 71, "kg", "2026-09-04"))),
+        "hemoglobin": CriterionResult("hemoglobin", "unknown", "no-data", ()),
+        "consent": CriterionResult("consent", "unknown", "manual", ()),  # a person's call, not data to request
+    }
+    results = tuple(special.get(c.id, CriterionResult(c.id, "met", "value", ())) for c in mapping.criteria)
+    [work] = worklist(mapping, [PatientResult("Patient/p1", "possible", results)], as_of)
+    items = {i.criterion: i for i in work.items}
+    assert list(items) == ["hemoglobin", "bilirubin", "creatinine_clearance"]  # mapping order
+    criteria = {c.id: c for c in mapping.criteria}
+    for cid, item in items.items():
+        hint = hint_for(criteria[cid], special[cid], as_of)
+        expected_latest = None if hint.latest_reference is None else {
+            "reference": hint.latest_reference, "value": hint.latest_value, "unit": hint.latest_unit,
+            "date": hint.latest_date}
+        assert (item.window_days, item.not_before, item.latest) == (hint.window_days, hint.dated_from, expected_latest)
+        assert item.to_json()["text"] == hint.text
+    assert items["hemoglobin"].not_before == "2026-10-19" and items["hemoglobin"].latest is None
+    assert "Gilbert" in items["bilirubin"].to_json()["text"]  # the whole criterion, not its first line
+    assert {"http://loinc.org|2160-0", "http://loinc.org|29463-7"} <= set(items["creatinine_clearance"].codes)
