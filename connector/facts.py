@@ -7,8 +7,13 @@ is what makes screening a large population cheap: only what the criteria need is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connector.needs import DataNeeds
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,10 @@ class PatientFacts:
     # "Type/id" of resources that came in conflicting copies (connector.versions), and of
     # records that point to such a Medication: criteria they decide are unknown / conflict
     conflicted: set[str] = field(default_factory=set)
+    # Errors about one record: message -> the records it concerns (their type and code only). One
+    # pull for several trials reads records only some of them need; `seen_by` keeps each trial's
+    # errors to the records it reads. Errors not listed here (a patient-level problem) concern all.
+    error_records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def reference(self) -> str:
@@ -151,6 +160,27 @@ class PatientFacts:
         if self.birth_date is None:
             return None
         return self.birth_date, self.birth_date_latest or self.birth_date
+
+    def note_error(self, message: str, records: Iterable[Any] = ()) -> None:
+        """Add an error, tied to the records (raw resources) it is about, when it is about some."""
+        self.errors.append(message)
+        self.tie_errors([message], records)
+
+    def tie_errors(self, messages: Iterable[str], records: Iterable[Any]) -> None:
+        """Tie errors already added to the records they are about (see `error_records`)."""
+        scope = [{k: r[k] for k in ("resourceType", "code") if k in r} for r in records
+                 if isinstance(r, dict) and isinstance(r.get("resourceType"), str)]
+        if scope:
+            for message in messages:
+                self.error_records.setdefault(message, []).extend(scope)
+
+    def seen_by(self, needs: DataNeeds) -> "PatientFacts":
+        """These facts as a screen that fetched only `needs` sees them: without the errors about
+        records it would not have read (the facts themselves are the same: its criteria read only
+        the records it needs)."""
+        errors = [e for e in self.errors
+                  if e not in self.error_records or any(needs.reads(r) for r in self.error_records[e])]
+        return self if len(errors) == len(self.errors) else replace(self, errors=errors)
 
     def deceased_by(self, day: date) -> bool:
         """Dead on or before `day`: deceasedBoolean true, or a deceasedDateTime not after it."""

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
+
+from connector.codes import canonical_system
 
 ALL_TYPES = frozenset(
     {"Patient", "Observation", "Condition", "MedicationStatement", "MedicationRequest", "MedicationAdministration"}
@@ -32,6 +35,22 @@ class DataNeeds:
         since = None if self.observations_since is None or other.observations_since is None else min(
             self.observations_since, other.observations_since)
         return DataNeeds(self.resource_types | other.resource_types, codes, since)
+
+    def reads(self, resource: dict[str, Any]) -> bool:
+        """Whether a source fetching these needs keeps `resource`; Observations are narrowed by
+        code like a REST search (`code=`), Medications are always kept (records point to them)."""
+        rtype = resource.get("resourceType")
+        if rtype == "Medication":
+            return True
+        if rtype not in self.resource_types:
+            return False
+        if rtype == "Observation" and self.observation_codes:
+            code = resource.get("code")
+            codings = code.get("coding") if isinstance(code, dict) else None
+            return isinstance(codings, list) and any(
+                isinstance(c, dict) and (canonical_system(c.get("system")), c.get("code")) in self.observation_codes
+                for c in codings)
+        return True
 
 
 EVERYTHING = DataNeeds()

@@ -449,6 +449,7 @@ def patient_facts(patient_id: str, resources: Iterable[dict[str, Any]]) -> Patie
     _note_conflicts(facts, current, conflicts)
     found_patient = False
     for resource in current:
+        before = len(facts.errors)
         try:
             if not isinstance(resource, dict):
                 raise ResourceError(f"expected a JSON object for a resource, got {_kind(resource)}")
@@ -468,6 +469,7 @@ def patient_facts(patient_id: str, resources: Iterable[dict[str, Any]]) -> Patie
             facts.last_updated = _newest(facts.last_updated, resource)
         except ResourceError as exc:
             facts.errors.append(str(exc))
+        facts.tie_errors(facts.errors[before:], [resource])
     if not found_patient:
         raise ResourceError(f"Patient/{patient_id} not found")
     facts.data_version = record_digest(resources)
@@ -478,10 +480,14 @@ def _note_conflicts(facts: PatientFacts, current: list[Any], conflicts: dict[tup
     """Conflicting copies go to the patient's errors and mark the records criteria may cite; a
     shared Medication in conflict matters only to the records that point to it."""
     for (rtype, rid), message in conflicts.items():
-        referrers = ([f"{r['resourceType']}/{r['id']}" for r in current if _refers_to_medication(r, rid)]
-                     if rtype == "Medication" else [f"{rtype}/{rid}"])
-        if referrers:
-            facts.errors.append(message)
+        if rtype == "Medication":
+            records = [r for r in current if _refers_to_medication(r, rid)]
+            referrers = [f"{r['resourceType']}/{r['id']}" for r in records]
+        else:
+            records = [r for r in current if isinstance(r, dict) and (r.get("resourceType"), r.get("id")) == (rtype, rid)]
+            referrers = [f"{rtype}/{rid}"]
+        if records:
+            facts.note_error(message, records)
             facts.conflicted.update(referrers)
 
 

@@ -293,8 +293,8 @@ class ScheduledRun:
         ids: list[str] | None = plan.get("ids")
         if ids is not None:
             self.progress.set_total(len(ids))
-        job = ScreenJob(tuple(TrialJob(s.trial, s.mapping, s.mapping_hash) for s in self.options.trials), as_of,
-                        self.options.site_country)
+        job = ScreenJob(tuple(TrialJob(s.trial, s.mapping, s.mapping_hash, data_needs(s.mapping, as_of))
+                              for s in self.options.trials), as_of, self.options.site_country)
         with Screener(job, self._workers()) as screener:
             if self.options.engine == "dask":
                 results = self._dask_results(run, needs, job, ids, done)

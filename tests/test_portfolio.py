@@ -64,7 +64,7 @@ def test_one_pull_serves_every_trial(cohort, monkeypatch):
     original_iter, original_facts = FileSource.iter_facts, screening.evaluate_patient
     monkeypatch.setattr(FileSource, "iter_facts", lambda self, needs, ids=None: (
         reads.append(needs), (yield from original_iter(self, needs, ids)))[1])
-    monkeypatch.setattr(screening, "evaluate_patient", lambda m, facts, *a: (built.append(id(facts)),
+    monkeypatch.setattr(screening, "evaluate_patient", lambda m, facts, *a: (built.append(facts.observations),
                                                                           original_facts(m, facts, *a))[1])
     code, out, err = invoke("screen", "--source", str(cohort), "--as-of", AS_OF, "--format", "json")
     assert code == EXIT_PARTIAL, err
@@ -73,7 +73,9 @@ def test_one_pull_serves_every_trial(cohort, monkeypatch):
     trials, _ = select_trials(MappingSources(), None)
     assert reads[0] == screening.merged_needs(trials, date.fromisoformat(AS_OF))
     assert {"Observation", "Condition", "MedicationAdministration"} <= reads[0].resource_types
-    assert len(built) == 21 * 3 and len(set(built)) == 21  # 21 patients' facts, each evaluated for 3 trials
+    # 21 patients' facts, each evaluated for 3 trials (a trial that does not read a record in error gets
+    # a copy without that error: the copy shares the facts read)
+    assert len(built) == 21 * 3 and len({id(observations) for observations in built}) == 21
     assert [t["trial"] for t in document["trials"]] == TRIALS
     assert document["skipped"] == []
 
@@ -86,15 +88,11 @@ def test_per_trial_results_equal_single_trial_screens(cohort):
         code, single, _ = invoke("screen", "--trial", trial, "--source", str(cohort), "--as-of", AS_OF,
                                  "--format", "json")
         assert code == (0 if trial == "NCT05147467" else EXIT_PARTIAL)  # the CLL trial reads no lab
-        # identical but for `errors`: the one pull also reads records only another trial needs (net11's
-        # malformed hemoglobin is reported for every trial, not only those that read hemoglobin)
-        assert strip_errors(portfolio[trial]["patients"]) == strip_errors(json.loads(single)["patients"]), trial
+        # identical, errors included: the one pull also reads records only another trial needs (net11's
+        # malformed hemoglobin), which are no error of a trial that does not read them
+        assert portfolio[trial]["patients"] == json.loads(single)["patients"], trial
         statuses = {p["patient"].split("/")[1]: p["status"] for p in portfolio[trial]["patients"]}
         assert {pid: statuses[pid] for pid in EXPECTED} == {pid: row[trial] for pid, row in EXPECTED.items()}
-
-
-def strip_errors(patients: list[dict]) -> list[dict]:
-    return [{k: v for k, v in p.items() if k != "errors"} for p in patients]
 
 
 def test_ranking_is_best_first_explained_and_stable(cohort, tmp_path):
@@ -251,3 +249,88 @@ def test_one_pull_over_rest_costs_the_requests_of_one_trial(fhir_server, monkeyp
                           "--as-of", AS_OF, "--format", "json")
     assert code == 0, err
     assert portfolio_requests == len(sent) > 0, (portfolio_requests, len(sent))
+
+
+def test_run_of_the_portfolio_stores_each_trial_only_its_own_record_errors(tmp_path):
+    """`run --trial all`: net11's malformed hemoglobin is an error of the trials that read hemoglobin
+    only; the CLL trial (no lab) stores net11 as a single-trial run would, without it."""
+    data = tmp_path / "net11"
+    data.mkdir()
+    for path in (ROOT / "examples" / "patients").glob("11-*.json"):
+        shutil.copy(path, data)
+    db = str(tmp_path / "store.db")
+    code, _, err = invoke("run", "--trial", "all", "--source", str(data), "--as-of", AS_OF, "--db", db)
+    assert code == EXIT_PARTIAL, err
+    errors = {}
+    for trial in TRIALS:
+        code, out, err = invoke("results", "--trial", trial, "--format", "json", "--db", db)
+        assert code == 0, err
+        errors[trial] = json.loads(out)["patients"][0]["errors"]
+    assert errors["NCT05147467"] == []
+    assert any("Observation/net11-hb-bad" in e for e in errors["NCT05773274"])
+
+
+def lab(rid: str, loinc: str, value: object) -> dict:
+    return {"resourceType": "Observation", "id": rid, "status": "final", "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+            "effectiveDateTime": "2026-11-07T09:30:00Z",
+            "valueQuantity": {"value": value, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}}
+
+
+def test_each_trial_sees_the_errors_about_records_it_reads_and_every_patient_level_one():
+    from connector.needs import EVERYTHING, DataNeeds
+    from connector.parse import patient_facts
+
+    dose = {"resourceType": "MedicationAdministration", "id": "ma1", "status": "completed",
+            "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-10-01",
+            "medicationReference": {"reference": "Medication/lu177"}}
+    copies = [{"resourceType": "Medication", "id": "lu177", "code": {"text": text}} for text in ("Lutathera", "Other")]
+    facts = patient_facts("p1", [
+        {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1960-05-01"},
+        lab("hb", "718-7", "11,2"),  # unreadable hemoglobin
+        {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"}, "onsetDateTime": "2026-13-01"},
+        dose, *copies])  # a Medication in conflict: the error of those that read the administration
+    facts.errors.append("Observation/x: reference Patient/p9 resolves nowhere in its Bundle; not used")  # patient level
+    assert len(facts.errors) == 4, facts.errors
+    hemoglobin = DataNeeds(frozenset({"Patient", "Observation"}), frozenset({("http://loinc.org", "718-7")}))
+    platelets = DataNeeds(frozenset({"Patient", "Observation"}), frozenset({("http://loinc.org", "777-3")}))
+    medications = DataNeeds(frozenset({"Patient", "MedicationAdministration"}))
+    assert facts.seen_by(EVERYTHING) is facts
+    assert [e[:14] for e in facts.seen_by(hemoglobin).errors] == ["Observation/hb", "Observation/x:"]
+    assert facts.seen_by(platelets).errors == [facts.errors[-1]]
+    assert [e.split(":")[0] for e in facts.seen_by(medications).errors] == ["Medication/lu177", "Observation/x"]
+    assert facts.seen_by(platelets).observations is facts.observations  # the same facts, fewer errors
+
+
+def test_work_items_are_the_criteria_hints_with_the_codes_to_request():
+    """One source of truth: a work item's window, first date and latest value are its hint's."""
+    from connector.mapping import load_mapping
+    from connector.portfolio.worklist import worklist
+    from connector.report.hints import hint_for
+    from connector.results import CriterionResult, Evidence, PatientResult
+
+    mapping = load_mapping(ROOT / "mappings" / "NCT05773274.yaml")
+    as_of = date.fromisoformat(AS_OF)
+    special = {
+        "bilirubin": CriterionResult("bilirubin", "unknown", "no-reference-range",
+                                     (Evidence("Observation/bili", 1.9, "mg/dL", "2026-11-02"),)),
+        "creatinine_clearance": CriterionResult("creatinine_clearance", "unknown", "stale", (
+            Evidence("Observation/scr", 1.1, "mg/dL", "2026-08-30"), Evidence("Observation/wt", 71, "kg", "2026-09-04"))),
+        "hemoglobin": CriterionResult("hemoglobin", "unknown", "no-data", ()),
+        "consent": CriterionResult("consent", "unknown", "manual", ()),  # a person's call, not data to request
+    }
+    results = tuple(special.get(c.id, CriterionResult(c.id, "met", "value", ())) for c in mapping.criteria)
+    [work] = worklist(mapping, [PatientResult("Patient/p1", "possible", results)], as_of)
+    items = {i.criterion: i for i in work.items}
+    assert list(items) == ["hemoglobin", "bilirubin", "creatinine_clearance"]  # mapping order
+    criteria = {c.id: c for c in mapping.criteria}
+    for cid, item in items.items():
+        hint = hint_for(criteria[cid], special[cid], as_of)
+        expected_latest = None if hint.latest_reference is None else {
+            "reference": hint.latest_reference, "value": hint.latest_value, "unit": hint.latest_unit,
+            "date": hint.latest_date}
+        assert (item.window_days, item.not_before, item.latest) == (hint.window_days, hint.dated_from, expected_latest)
+        assert item.to_json()["text"] == hint.text
+    assert items["hemoglobin"].not_before == "2026-10-19" and items["hemoglobin"].latest is None
+    assert "Gilbert" in items["bilirubin"].to_json()["text"]  # the whole criterion, not its first line
+    assert {"http://loinc.org|2160-0", "http://loinc.org|29463-7"} <= set(items["creatinine_clearance"].codes)

@@ -39,6 +39,11 @@ def all_rules(mapping: Mapping) -> Iterator[Rule]:
     for arm in mapping.arms:
         for option in arm.options:
             roots.extend(r.rule for r in option.requires + option.unless)
+    return rules_within(*roots)
+
+
+def rules_within(*roots: Rule) -> Iterator[Rule]:
+    """Each root and the rules it combines, depth first in written order."""
     stack = list(reversed(roots))
     while stack:
         rule = stack.pop()

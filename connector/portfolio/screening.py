@@ -2,8 +2,9 @@
 
 The data needs of every trial's mapping are merged (connector.needs.DataNeeds.merge), the
 source is read once with them, and each patient's facts are evaluated against every mapping.
-The result keeps, per trial, the patients' results exactly as a single-trial screen gives them,
-and ranks each patient's trials with connector.portfolio.scoring.
+The result keeps, per trial, the patients' results exactly as a single-trial screen gives them
+(errors included: a record only another trial reads is no error of this trial's, see
+PatientFacts.seen_by), and ranks each patient's trials with connector.portfolio.scoring.
 """
 
 from __future__ import annotations
@@ -81,12 +82,13 @@ def screen_portfolio(trials: list[PortfolioTrial], source: Any, as_of: date, sit
             f" ({len(skipped)} skipped: " + "; ".join(f"{s.trial}: {s.note}" for s in skipped) + ")"
             if skipped else ""))
     screen = PortfolioScreen(as_of, trials, list(skipped or []), results={t.trial: {} for t in trials})
+    needs = [data_needs(t.mapping, as_of) for t in trials]  # each trial sees only errors about what it reads
     for patient_id, item in source.iter_facts(merged_needs(trials, as_of), patient_ids):
         if isinstance(item, ConnectorError):
             screen.errors.append((patient_id, str(item)))
             continue
-        for trial in trials:
-            result = evaluate_patient(trial.mapping, item, as_of, site_country)
+        for trial, trial_needs in zip(trials, needs):
+            result = evaluate_patient(trial.mapping, item.seen_by(trial_needs), as_of, site_country)
             screen.results[trial.trial][result.patient] = result
         screen.patients.append(item.reference)
     return screen

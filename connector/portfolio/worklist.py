@@ -2,35 +2,33 @@
 `unknown`s, grouped per patient so a coordinator can request one panel, and counted per item
 across the trial ("3 patients are one neutrophils away").
 
-An item names the criterion, what to obtain (the codes the criterion reads), the window the
-value must fall in and the earliest date it may have been drawn on for the screening date
-(`not_before` = as-of date - window), with the latest value on record when there is one.
+An item is the criterion's hint (connector.report.hints: the window, the first date a value
+counts from, the latest value on record), plus what to obtain in the coordinator's words and the
+codes the criterion reads, for the request.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from connector.codes import CodeSet
 from connector.mapping.model import (
-    AllOf,
-    AnyOf,
     CodedObservationRule,
     ConditionRule,
     CreatinineClearanceRule,
     Criterion,
     Mapping,
     MedicationRule,
-    Not,
     ObservationRule,
-    Rule,
 )
+from connector.mapping.needs import rules_within
 from connector.portfolio.scoring import waiting_for_data
-from connector.results import POSSIBLE, CriterionResult, PatientResult
+from connector.report.hints import Hint, patient_hints
+from connector.results import POSSIBLE, PatientResult
 
 WHAT_IS_NEEDED = {
     "no-data": "a value (none on record)",
@@ -44,17 +42,40 @@ WHAT_IS_NEEDED = {
 
 @dataclass(frozen=True)
 class WorkItem:
-    criterion: str
-    text: str
-    reason: str
-    needed: str
+    hint: Hint
     codes: tuple[str, ...]  # "system|code"
-    window_days: int | None
-    not_before: str | None  # YYYY-MM-DD
-    latest: dict[str, Any] | None  # the latest evidence on record (reference, value, unit, date)
+
+    @property
+    def criterion(self) -> str:
+        return self.hint.criterion
+
+    @property
+    def reason(self) -> str:
+        return self.hint.reason
+
+    @property
+    def needed(self) -> str:
+        return WHAT_IS_NEEDED.get(self.reason, "data that decides the criterion")
+
+    @property
+    def window_days(self) -> int | None:
+        return self.hint.window_days
+
+    @property
+    def not_before(self) -> str | None:
+        """YYYY-MM-DD: the earliest day a value may have been drawn on to count (the hint's `dated_from`)."""
+        return self.hint.dated_from
+
+    @property
+    def latest(self) -> dict[str, Any] | None:
+        """The latest evidence on record (reference, value, unit, date), as the hint names it."""
+        h = self.hint
+        if h.latest_reference is None:
+            return None
+        return {"reference": h.latest_reference, "value": h.latest_value, "unit": h.latest_unit, "date": h.latest_date}
 
     def to_json(self) -> dict[str, Any]:
-        return {"criterion": self.criterion, "text": self.text, "reason": self.reason, "needed": self.needed,
+        return {"criterion": self.criterion, "text": self.hint.text, "reason": self.reason, "needed": self.needed,
                 "codes": list(self.codes), "window_days": self.window_days, "not_before": self.not_before,
                 "latest": self.latest}
 
@@ -75,8 +96,8 @@ def worklist(mapping: Mapping, patients: Sequence[PatientResult], as_of: date) -
     for patient in patients:
         if patient.status != POSSIBLE:
             continue
-        items = [work_item(criteria[c.id], c, as_of) for c in patient.criteria
-                 if c.id in criteria and waiting_for_data(c)]
+        hints = patient_hints(criteria, tuple(c for c in patient.criteria if waiting_for_data(c)), as_of)
+        items = [WorkItem(hint, codes_read(criteria[cid])) for cid, hint in hints.items()]
         if items:
             work.append(PatientWork(patient.patient, items))
     return sorted(work, key=lambda w: (len(w.items), w.patient))
@@ -90,37 +111,14 @@ def item_counts(work: Sequence[PatientWork]) -> list[dict[str, Any]]:
             for cid, n in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def work_item(criterion: Criterion, result: CriterionResult, as_of: date) -> WorkItem:
-    codes, window = _codes_and_window(criterion.rule)
-    latest = result.evidence[0].to_json() if result.evidence else None
-    return WorkItem(criterion.id, criterion.texts[0] if criterion.texts else criterion.id, result.reason,
-                    WHAT_IS_NEEDED.get(result.reason, "data that decides the criterion"),
-                    codes, window, (as_of - timedelta(days=window)).isoformat() if window is not None else None,
-                    latest)
-
-
-def _codes_and_window(rule: Rule) -> tuple[tuple[str, ...], int | None]:
-    """The codes a criterion reads and its (smallest) window, for the coordinator's request."""
+def codes_read(criterion: Criterion) -> tuple[str, ...]:
+    """The codes a criterion reads ("system|code"), for the coordinator's request."""
     codes: list[str] = []
-    windows: list[int] = []
-    for part in _walk(rule):
+    for rule in rules_within(criterion.rule):
         sets: tuple[CodeSet, ...] = ()
-        if isinstance(part, (ObservationRule, CodedObservationRule)):
-            sets = part.codes
-            windows.append(part.window_days)
-        elif isinstance(part, CreatinineClearanceRule):
-            sets = part.measured_codes + part.creatinine_codes + part.weight_codes
-            windows.append(part.window_days)
-        elif isinstance(part, (ConditionRule, MedicationRule)):
-            sets = part.codes
+        if isinstance(rule, (ObservationRule, CodedObservationRule, ConditionRule, MedicationRule)):
+            sets = rule.codes
+        elif isinstance(rule, CreatinineClearanceRule):
+            sets = rule.measured_codes + rule.creatinine_codes + rule.weight_codes
         codes.extend(f"{cs.system}|{code}" for cs in sets for code in sorted(cs.codes))
-    return tuple(dict.fromkeys(codes)), min(windows) if windows else None
-
-
-def _walk(rule: Rule) -> Iterator[Rule]:
-    yield rule
-    if isinstance(rule, (AllOf, AnyOf)):
-        for sub in rule.rules:
-            yield from _walk(sub)
-    elif isinstance(rule, Not):
-        yield from _walk(rule.rule)
+    return tuple(dict.fromkeys(codes))

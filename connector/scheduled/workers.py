@@ -28,6 +28,7 @@ from connector.errors import ConnectorError, ResourceError, StoreError, short
 from connector.evaluation import evaluate_patient
 from connector.facts import PatientFacts
 from connector.mapping.model import Mapping
+from connector.needs import EVERYTHING, DataNeeds
 from connector.scheduled.freshness import rescreen_on
 from connector.scheduled.records import TrialOutcome
 
@@ -54,6 +55,7 @@ class TrialJob:
     trial: str
     mapping: Mapping
     mapping_hash: str
+    needs: DataNeeds = EVERYTHING  # what the trial reads: errors about other records are not its own
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class ScreenJob:
         """The patient's result for every trial, with what it was computed from."""
         outcomes = []
         for spec in self.trials:
-            result = evaluate_patient(spec.mapping, facts, self.as_of, self.site_country)
+            result = evaluate_patient(spec.mapping, facts.seen_by(spec.needs), self.as_of, self.site_country)
             due = rescreen_on(spec.mapping, facts, self.as_of)
             outcomes.append(TrialOutcome(spec.trial, result, spec.mapping_hash, facts.data_version,
                                          self.as_of.isoformat(), due.isoformat() if due else None))

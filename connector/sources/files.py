@@ -34,7 +34,6 @@ from typing import IO, Any
 import orjson
 
 from connector.bundles import resolve_bundle
-from connector.codes import canonical_system
 from connector.errors import ConnectorError, ResourceError, short
 from connector.facts import PatientFacts
 from connector.jsontext import parse
@@ -271,21 +270,6 @@ def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):g} MB"
 
 
-def wanted(resource: dict[str, Any], needs: DataNeeds) -> bool:
-    """Whether the trial reads this resource; Observations are narrowed by code like a REST search."""
-    rtype = resource["resourceType"]
-    if rtype == "Medication":
-        return True
-    if rtype not in needs.resource_types:
-        return False
-    if rtype == "Observation" and needs.observation_codes:
-        code = resource.get("code")
-        codings = code.get("coding") if isinstance(code, dict) else None
-        return any(isinstance(c, dict) and (canonical_system(c.get("system")), c.get("code")) in needs.observation_codes
-                   for c in codings or [])
-    return True
-
-
 SPILL_PREFIX = "trial-connector-spill-"
 _OWNER_FILE = "owner.pid"
 _PROBLEMS_SHOWN = 3
@@ -348,7 +332,7 @@ class Scan:
 
     def add(self, location: str, resource: dict[str, Any], needs: DataNeeds, body: bytes | None = None) -> None:
         """Keep `resource` if the trial reads it; `body` is its JSON as read (else it is encoded)."""
-        if not wanted(resource, needs):
+        if not needs.reads(resource):
             return
         rtype = resource["resourceType"]
         pid = patient_id_of(resource)
