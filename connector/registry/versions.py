@@ -24,7 +24,6 @@ from typing import Any
 from connector.jsontext import canonical
 from connector.registry.diff import record_diff
 from connector.registry.ids import InvalidNctId, normalise_nct_id
-from connector.registry.normalise import normalise_study
 from connector.store import Store, utc_now
 
 
@@ -70,6 +69,8 @@ def content_sha256(record: Mapping[str, Any]) -> str:
 def save_study(store: Store, study: Mapping[str, Any], *, source: str, aliases: Iterable[str] = (),
                now: str | None = None) -> SaveOutcome:
     """Normalise + validate an API study (raises InvalidStudy) and store it if it changed."""
+    from connector.registry.normalise import normalise_study  # here: jsonschema (~40 ms) only to save studies
+
     return save_record(store, normalise_study(study), source=source, aliases=aliases, now=now)
 
 

@@ -12,8 +12,6 @@ from typing import Any
 
 from connector.errors import ConnectorError, ResourceError
 from connector.facts import PatientFacts
-from connector.fhir.client import Query
-from connector.fhir.http import FhirRequestError
 from connector.needs import DataNeeds
 from connector.parse import patient_facts, patient_id_of
 from connector.store import format_timestamp
@@ -64,6 +62,8 @@ def server_watermark(client: Any, needs: DataNeeds) -> str:
     later has a greater one, so the next run's `_lastUpdated=gt` misses nothing, whatever our
     clock says. (A server that ignores `_sort` gives an older value: more re-screening, never less.)
     Falls back to the server's `Date` header minus a margin when `_sort` is refused."""
+    from connector.fhir.http import FhirRequestError  # here: a run of local files needs no HTTP stack
+
     newest = EPOCH
     for rtype in sorted(needs.resource_types):
         try:
@@ -98,6 +98,8 @@ def server_now(client: Any, margin_s: float = 0.0) -> str:
 
 def changed_patient_ids(client: Any, needs: DataNeeds, since_z: str) -> set[str]:
     """Patients with any needed resource updated after `since_z` (`_lastUpdated=gt`)."""
+    from connector.fhir.client import Query
+
     found: set[str] = set()
     elements = {"Patient": "id", "Observation": "subject", "Condition": "subject"}
     for rtype in sorted(needs.resource_types):
