@@ -174,16 +174,22 @@ def test_interrupted_run_is_resumed_without_repeats(store, tmp_path: Path) -> No
     assert rows[0]["n"] == len(ids)
 
 
-@pytest.mark.parametrize("other", [{"as_of": date(2030, 1, 1)}, {"patient_ids": ["net01"]}, {"since": "auto"}],
-                         ids=["as-of", "patient", "since"])
-def test_an_interrupted_run_is_resumed_only_by_the_same_command(store, tmp_path, caplog, other) -> None:  # noqa: ANN001
-    folder = tmp_path / "data"
+def killed_run(store, folder: Path) -> records.RunRow:  # noqa: ANN001
+    """A run over the example cohort interrupted before it screened anyone (left `running`)."""
     write_cohort(folder)
     run = ScheduledRun(store, Config(), RunOptions(trials=[TrialSpec.load(TRIAL)], source=str(folder), as_of=AS_OF))
     run._screen = lambda *args: (_ for _ in ()).throw(KeyboardInterrupt)  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         run.execute()
     (killed,) = records.interrupted_runs(store)
+    return killed
+
+
+@pytest.mark.parametrize("other", [{"as_of": date(2030, 1, 1)}, {"patient_ids": ["net01"]}, {"since": "auto"}],
+                         ids=["as-of", "patient", "since"])
+def test_an_interrupted_run_is_resumed_only_by_the_same_command(store, tmp_path, caplog, other) -> None:  # noqa: ANN001
+    folder = tmp_path / "data"
+    killed = killed_run(store, folder)
     other = {"as_of": AS_OF, **other}
     fresh = execute(store, folder, **other)
     assert not fresh.resumed and fresh.run.id != killed.id
@@ -196,12 +202,7 @@ def test_an_interrupted_run_is_not_resumed_with_a_changed_mapping(store, tmp_pat
     """Results of one run all come from one mapping: a killed run whose mapping file changed since
     is abandoned, not continued with the new criteria."""
     folder = tmp_path / "data"
-    write_cohort(folder)
-    run = ScheduledRun(store, Config(), RunOptions(trials=[TrialSpec.load(TRIAL)], source=str(folder), as_of=AS_OF))
-    run._screen = lambda *args: (_ for _ in ()).throw(KeyboardInterrupt)  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        run.execute()
-    (killed,) = records.interrupted_runs(store)
+    killed = killed_run(store, folder)
     edited = tmp_path / f"{TRIAL}.yaml"
     seed = Path(__file__).resolve().parents[1] / "mappings" / f"{TRIAL}.yaml"
     edited.write_text(seed.read_text(encoding="utf-8") + "\n# reviewed again\n", encoding="utf-8")
