@@ -25,10 +25,8 @@ from connector.criteria.base import unknown
 from connector.facts import PatientFacts
 from connector.mapping.model import Arm, Criterion, Mapping
 from connector.results import (
-    CANDIDATE,
     MET,
     NOT_MET,
-    POSSIBLE,
     UNKNOWN,
     ArmResult,
     CriterionResult,

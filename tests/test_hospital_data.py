@@ -12,7 +12,6 @@ from connector.results import CANDIDATE, EXCLUDED, POSSIBLE
 from hospital_feed import (
     ICD10,
     ICD10CM,
-    INTERPRETATION,
     LAB_TIME,
     LOINC,
     LOINC_OID,

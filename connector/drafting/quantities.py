@@ -23,9 +23,6 @@ class Bound:
     start: int
     end: int
 
-    def with_comparator(self, comparator: str) -> "Bound":
-        return Bound(comparator, self.value, self.unit, self.start, self.end)
-
 
 # Comparators written before the number, longest first so "less than or equal to" wins over "less than".
 _PREFIX_WORDS = [

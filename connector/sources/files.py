@@ -439,10 +439,6 @@ class _Spill:
         self.shared.extend(scan.shared)
         errors.extend(scan.errors)
 
-    def add_problem(self, pid: str, message: str) -> None:
-        """An unreadable resource that names patient `pid`: that patient's error."""
-        self.take(Scan(patient_problems=[(pid, message)]), [])
-
     def finish(self) -> None:
         self.db.execute("CREATE INDEX resource_pid ON resource (pid)")
         self.db.execute("CREATE INDEX problem_pid ON problem (pid)")
