@@ -155,6 +155,7 @@ def load_config(path: str | Path | None = None) -> Config:
     config = Config(path=cfg_path)
     for name, server in checked.servers.items():
         settings = server.model_dump(exclude={"auth"})
+        settings["url"] = settings["url"].rstrip("/")  # one spelling of the base URL (run identity, links)
         config.servers[name] = ServerConfig(name=name, auth=AuthConfig(**server.auth.model_dump()), **settings)
     config.store_url = checked.store.url
     config.registry_api_url = checked.registry.api_url.rstrip("/")
